@@ -1,0 +1,4 @@
+//! The droplet agent library: everything that runs on a droplet, plus the
+//! pure decision code (`spec`, `plan`) that `infractl` shares.
+
+pub mod spec;

@@ -1,0 +1,1 @@
+//! Local DigitalOcean-compatible cloud.
