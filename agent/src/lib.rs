@@ -2,3 +2,4 @@
 //! pure decision code (`spec`, `plan`) that `infractl` shares.
 
 pub mod spec;
+pub mod topology;
