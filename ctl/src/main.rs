@@ -1,1 +1,124 @@
-fn main() {}
+//! `infractl`: the operator's CLI. `main` parses arguments and hands each
+//! subcommand to its module; exit codes: 0 ok, 1 runtime failure, 2 usage or
+//! validation error.
+
+mod exit;
+mod offline;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::CliError;
+use crate::output::OutputFormat;
+
+#[derive(Parser, Debug)]
+#[command(name = "infractl", version, about = "Operate the self-healing personal cloud")]
+struct Cli {
+    /// Directory holding infrastructure.json, deployment_config.json, ...
+    #[arg(long, global = true, env = "INFRA_CONFIG_DIR", default_value = "config")]
+    config: PathBuf,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write example config/ and templates/ (never overwrites without --force).
+    Init {
+        #[arg(long)]
+        force: bool,
+        /// Where to write the templates (default: next to the config directory).
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+    /// Check every config file and report all problems.
+    Validate,
+    /// Show what orchestrate would change, Terraform style.
+    Plan {
+        /// Show destroys as allowed instead of blocked.
+        #[arg(long)]
+        allow_destroy: bool,
+    },
+    /// Convert a v1 projects.csv into infrastructure.json.
+    ImportCsv {
+        file: PathBuf,
+        /// Region for the droplets (the CSV has none).
+        #[arg(long, default_value = "lon1")]
+        region: String,
+        /// Replace an existing infrastructure.json.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add a project: `infractl add-project myapp prod,uat 2 s-2vcpu-4gb`.
+    AddProject {
+        name: String,
+        /// Comma-separated environments, e.g. prod,uat
+        environments: String,
+        web_droplets: u32,
+        size: String,
+    },
+    /// Set the number of web droplets of a project.
+    Scale { project: String, web_droplets: u32 },
+    /// Remove a project from the spec (its droplets are destroyed by the next orchestrate with --allow-destroy).
+    RemoveProject { name: String },
+    /// Inspect state.
+    #[command(subcommand)]
+    State(StateCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum StateCmd {
+    /// Print the runtime view (droplets and projects) in the reference format.
+    Export,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("INFRACTL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let dir = cli.config.as_path();
+    let out = cli.output;
+    match cli.command {
+        Command::Init { force, templates } => offline::init(dir, templates.as_deref(), force, out),
+        Command::Validate => offline::validate(dir, out),
+        Command::Plan { allow_destroy } => offline::plan(dir, allow_destroy, out),
+        Command::ImportCsv {
+            file,
+            region,
+            force,
+        } => offline::import_csv(dir, &file, &region, force, out),
+        Command::AddProject {
+            name,
+            environments,
+            web_droplets,
+            size,
+        } => offline::add_project(dir, &name, &environments, web_droplets, &size, out),
+        Command::Scale {
+            project,
+            web_droplets,
+        } => offline::scale(dir, &project, web_droplets, out),
+        Command::RemoveProject { name } => offline::remove_project(dir, &name, out),
+        Command::State(StateCmd::Export) => offline::state_export(dir, out),
+    }
+}
