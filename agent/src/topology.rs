@@ -50,3 +50,70 @@ pub struct ServiceState {
     /// Droplets running the service, in placement order.
     pub droplets: Vec<String>,
 }
+
+impl Topology {
+    /// Rebuilds a topology from the runtime sections of `infrastructure.json`
+    /// (the reference format). Service keys are `"<project>-<env>"`; the
+    /// project is recognised from `projects` (the spec's project names) or,
+    /// for a project no longer in the spec, from its droplets' `project`.
+    pub fn from_runtime(
+        droplets: &indexmap::IndexMap<String, crate::spec::RuntimeDroplet>,
+        services: &indexmap::IndexMap<String, indexmap::IndexMap<String, crate::spec::RuntimeService>>,
+        projects: &[&str],
+    ) -> Topology {
+        let mut topology = Topology::default();
+        for (name, d) in droplets {
+            let state = DropletState {
+                role: d.role,
+                project: d.project.clone(),
+                size: d.size.clone(),
+                region: d.region.clone(),
+                ip: d.ip.clone(),
+                monitors: d.monitors.clone(),
+                voter: d.voter,
+            };
+            topology.droplets.insert(name.clone(), state);
+        }
+        for (key, group) in services {
+            for (service, s) in group {
+                let (project, environment) = split_project_env(key, projects, &s.assigned_droplets, droplets);
+                let state = ServiceState {
+                    project: project.to_string(),
+                    environment: environment.to_string(),
+                    service: service.clone(),
+                    kind: s.kind,
+                    port: s.port,
+                    droplets: s.assigned_droplets.clone(),
+                };
+                let name = crate::spec::service_name(&project, &environment, service);
+                topology.services.insert(name, state);
+            }
+        }
+        topology
+    }
+}
+
+/// Splits `"<project>-<env>"`, preferring the longest known project name.
+fn split_project_env(
+    key: &str,
+    projects: &[&str],
+    assigned: &[String],
+    droplets: &indexmap::IndexMap<String, crate::spec::RuntimeDroplet>,
+) -> (String, String) {
+    let from_droplet = assigned
+        .iter()
+        .filter_map(|d| droplets.get(d).and_then(|d| d.project.as_deref()));
+    let mut candidates: Vec<&str> = projects.iter().copied().chain(from_droplet).collect();
+    candidates.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in candidates {
+        if let Some(env) = key.strip_prefix(p).and_then(|rest| rest.strip_prefix('-')) {
+            if !env.is_empty() {
+                return (p.to_string(), env.to_string());
+            }
+        }
+    }
+    match key.rsplit_once('-') {
+        Some((p, e)) => (p.to_string(), e.to_string()),
+        None => (key.to_string(), String::new()),
+    }
+}

@@ -88,6 +88,9 @@ pub struct RuntimeDroplet {
     pub project: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub monitors: Vec<String>,
+    /// Whether the droplet's agent is a Raft voter (else a learner).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub voter: bool,
 }
 
 /// A service in the runtime view (`infrastructure.json` → `projects`).

@@ -1,0 +1,275 @@
+//! Commands that work on the config files alone, with no cluster: init,
+//! validate, plan, import-csv, add-project, scale, remove-project and
+//! state export.
+
+use std::path::Path;
+
+use anyhow::Context;
+use infra_agent::plan::{self, Plan, PlanOptions};
+use infra_agent::spec::{self, LoadedConfig, SpecErrorKind, SpecErrors};
+use infra_agent::topology::Topology;
+use serde_json::json;
+
+use crate::exit::CliError;
+use crate::output::{OutputFormat, print_json};
+
+/// Spec errors are the user's to fix (exit 2), unless reading or writing
+/// a file failed (exit 1).
+fn spec_error(errors: SpecErrors) -> CliError {
+    let io = errors
+        .iter()
+        .any(|e| matches!(e.kind, SpecErrorKind::Io { .. }));
+    let count = errors.len();
+    let mut text = errors.to_string();
+    if count > 1 {
+        text.push_str(&format!("\n{count} problems found"));
+    }
+    if io {
+        CliError::Runtime(anyhow::anyhow!(text))
+    } else {
+        CliError::Invalid(text)
+    }
+}
+
+fn load(dir: &Path) -> Result<LoadedConfig, CliError> {
+    spec::load_dir(dir).map_err(spec_error)
+}
+
+/// The current topology as recorded in infrastructure.json's runtime sections.
+pub fn current_topology(config: &LoadedConfig) -> Topology {
+    let projects: Vec<&str> = config
+        .infrastructure
+        .infrastructure_spec
+        .projects
+        .keys()
+        .map(String::as_str)
+        .collect();
+    Topology::from_runtime(
+        &config.infrastructure.droplets,
+        &config.infrastructure.projects,
+        &projects,
+    )
+}
+
+pub fn init(
+    dir: &Path,
+    templates: Option<&Path>,
+    force: bool,
+    out: OutputFormat,
+) -> Result<(), CliError> {
+    let templates = match templates {
+        Some(t) => t.to_path_buf(),
+        None => dir
+            .parent()
+            .map(|p| p.join("templates"))
+            .unwrap_or_else(|| "templates".into()),
+    };
+    let written = spec::write_examples(dir, &templates, force).map_err(|e| {
+        if matches!(e.kind, SpecErrorKind::AlreadyExists) {
+            CliError::Invalid(e.to_string())
+        } else {
+            CliError::Runtime(e.into())
+        }
+    })?;
+    match out {
+        OutputFormat::Json => print_json(&json!({ "written": written }))?,
+        OutputFormat::Text => {
+            for path in &written {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "Next: edit {}/infrastructure.json, then run `infractl plan`.",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn validate(dir: &Path, out: OutputFormat) -> Result<(), CliError> {
+    let config = load(dir)?;
+    let spec = config.spec();
+    let services: usize = spec
+        .deployment
+        .projects
+        .values()
+        .map(|p| p.services.len())
+        .sum();
+    let projects = spec.infrastructure.projects.len();
+    match out {
+        OutputFormat::Json => print_json(&json!({
+            "valid": true,
+            "projects": projects,
+            "services": services,
+            "email": config.email.is_some(),
+            "sms": config.sms.is_some(),
+        }))?,
+        OutputFormat::Text => println!(
+            "{} is valid: {projects} project(s), {services} service definition(s)",
+            dir.display()
+        ),
+    }
+    Ok(())
+}
+
+pub fn plan(dir: &Path, allow_destroy: bool, out: OutputFormat) -> Result<(), CliError> {
+    let config = load(dir)?;
+    print_plan(&config, allow_destroy, out)
+}
+
+fn print_plan(config: &LoadedConfig, allow_destroy: bool, out: OutputFormat) -> Result<(), CliError> {
+    let current = current_topology(config);
+    let opts = PlanOptions {
+        allow_destroy,
+        force: false,
+    };
+    let plan: Plan = plan::plan(&config.spec(), &current, &opts);
+    match out {
+        OutputFormat::Json => println!("{}", plan.render_json()),
+        OutputFormat::Text => print!("{}", plan.render_text()),
+    }
+    Ok(())
+}
+
+pub fn import_csv(
+    dir: &Path,
+    file: &Path,
+    region: &str,
+    force: bool,
+    out: OutputFormat,
+) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let opts = spec::CsvImportOptions {
+        region: region.to_string(),
+        ..Default::default()
+    };
+    let import = spec::import_projects_csv(&text, file, &opts).map_err(spec_error)?;
+    let target = dir.join(spec::INFRASTRUCTURE_FILE);
+    if target.exists() && !force {
+        return Err(CliError::invalid(format!(
+            "{}: already exists; use --force to replace it with the import",
+            target.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    spec::write_infrastructure(&target, &import.file).map_err(spec_error)?;
+    if out == OutputFormat::Text {
+        println!(
+            "imported {} project(s) from {} into {}",
+            import.file.infrastructure_spec.projects.len(),
+            file.display(),
+            target.display()
+        );
+        for note in &import.notes {
+            println!("note: {note}");
+        }
+        println!();
+    }
+    let config = load(dir)?;
+    if out == OutputFormat::Json {
+        let current = current_topology(&config);
+        let plan = plan::plan(&config.spec(), &current, &PlanOptions::default());
+        return Ok(print_json(&json!({
+            "written": target,
+            "notes": import.notes,
+            "plan": plan.to_json(),
+        }))?);
+    }
+    print_plan(&config, false, out)
+}
+
+fn infrastructure_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(spec::INFRASTRUCTURE_FILE)
+}
+
+/// Runs an edit of infrastructure.json, then prints the resulting plan.
+fn edit_then_plan(
+    dir: &Path,
+    out: OutputFormat,
+    what: String,
+    edit: impl FnOnce(&Path) -> Result<(), SpecErrors>,
+) -> Result<(), CliError> {
+    // Validate the whole directory first so a broken file is reported as such.
+    load(dir)?;
+    edit(&infrastructure_path(dir)).map_err(spec_error)?;
+    if out == OutputFormat::Text {
+        println!("{what}\n");
+    }
+    let config = load(dir)?;
+    print_plan(&config, false, out)
+}
+
+pub fn add_project(
+    dir: &Path,
+    name: &str,
+    environments: &str,
+    web_droplets: u32,
+    size: &str,
+    out: OutputFormat,
+) -> Result<(), CliError> {
+    let envs: Vec<String> = environments
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .collect();
+    edit_then_plan(dir, out, format!("added project {name}"), |path| {
+        spec::add_project(path, name, &envs, web_droplets, size)
+    })
+}
+
+pub fn scale(dir: &Path, project: &str, web_droplets: u32, out: OutputFormat) -> Result<(), CliError> {
+    load(dir)?;
+    let previous =
+        spec::scale(&infrastructure_path(dir), project, web_droplets).map_err(spec_error)?;
+    if out == OutputFormat::Text {
+        println!("scaled {project}: {previous} -> {web_droplets} web droplet(s)\n");
+    }
+    let config = load(dir)?;
+    print_plan(&config, false, out)
+}
+
+pub fn remove_project(dir: &Path, name: &str, out: OutputFormat) -> Result<(), CliError> {
+    edit_then_plan(
+        dir,
+        out,
+        format!("removed project {name} from the spec; its droplets are destroyed only by `infractl orchestrate --allow-destroy`"),
+        |path| spec::remove_project(path, name).map(|_| ()),
+    )
+}
+
+pub fn state_export(dir: &Path, out: OutputFormat) -> Result<(), CliError> {
+    let config = load(dir)?;
+    let current = current_topology(&config);
+    let desired = plan::desired(&config.spec(), &current);
+    let (droplets, projects) = plan::topology_to_runtime(&desired);
+    match out {
+        OutputFormat::Json => print_json(&json!({ "droplets": droplets, "projects": projects }))?,
+        OutputFormat::Text => {
+            println!("{:<24} {:<7} {:<14} {:<7} {:<16} MONITORS", "DROPLET", "ROLE", "SIZE", "REGION", "IP");
+            for (name, d) in &droplets {
+                let ip = d.ip.as_deref().unwrap_or("-");
+                let monitors = d.monitors.join(",");
+                println!(
+                    "{name:<24} {:<7} {:<14} {:<7} {ip:<16} {monitors}",
+                    d.role.as_str(),
+                    d.size,
+                    d.region
+                );
+            }
+            println!();
+            println!("{:<32} {:<7} {:<6} DROPLETS", "SERVICE", "TYPE", "PORT");
+            for (group, services) in &projects {
+                for (service, s) in services {
+                    let port = s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<32} {:<7} {port:<6} {}",
+                        format!("{group}-{service}"),
+                        s.kind.as_str(),
+                        s.assigned_droplets.join(",")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
