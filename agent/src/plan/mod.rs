@@ -24,6 +24,9 @@ mod render;
 mod runtime_view;
 pub mod voters;
 
+#[cfg(test)]
+mod tests;
+
 pub use desired::{FALLBACK_REGION, desired};
 pub use runtime_view::{RuntimeDroplets, RuntimeProjects, topology_to_runtime};
 
