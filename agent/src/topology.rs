@@ -58,7 +58,10 @@ impl Topology {
     /// for a project no longer in the spec, from its droplets' `project`.
     pub fn from_runtime(
         droplets: &indexmap::IndexMap<String, crate::spec::RuntimeDroplet>,
-        services: &indexmap::IndexMap<String, indexmap::IndexMap<String, crate::spec::RuntimeService>>,
+        services: &indexmap::IndexMap<
+            String,
+            indexmap::IndexMap<String, crate::spec::RuntimeService>,
+        >,
         projects: &[&str],
     ) -> Topology {
         let mut topology = Topology::default();
@@ -76,7 +79,8 @@ impl Topology {
         }
         for (key, group) in services {
             for (service, s) in group {
-                let (project, environment) = split_project_env(key, projects, &s.assigned_droplets, droplets);
+                let (project, environment) =
+                    split_project_env(key, projects, &s.assigned_droplets, droplets);
                 let state = ServiceState {
                     project: project.to_string(),
                     environment: environment.to_string(),

@@ -15,10 +15,19 @@ use crate::exit::CliError;
 use crate::output::OutputFormat;
 
 #[derive(Parser, Debug)]
-#[command(name = "infractl", version, about = "Operate the self-healing personal cloud")]
+#[command(
+    name = "infractl",
+    version,
+    about = "Operate the self-healing personal cloud"
+)]
 struct Cli {
     /// Directory holding infrastructure.json, deployment_config.json, ...
-    #[arg(long, global = true, env = "INFRA_CONFIG_DIR", default_value = "config")]
+    #[arg(
+        long,
+        global = true,
+        env = "INFRA_CONFIG_DIR",
+        default_value = "config"
+    )]
     config: PathBuf,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]

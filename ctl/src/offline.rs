@@ -117,7 +117,11 @@ pub fn plan(dir: &Path, allow_destroy: bool, out: OutputFormat) -> Result<(), Cl
     print_plan(&config, allow_destroy, out)
 }
 
-fn print_plan(config: &LoadedConfig, allow_destroy: bool, out: OutputFormat) -> Result<(), CliError> {
+fn print_plan(
+    config: &LoadedConfig,
+    allow_destroy: bool,
+    out: OutputFormat,
+) -> Result<(), CliError> {
     let current = current_topology(config);
     let opts = PlanOptions {
         allow_destroy,
@@ -138,8 +142,8 @@ pub fn import_csv(
     force: bool,
     out: OutputFormat,
 ) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let opts = spec::CsvImportOptions {
         region: region.to_string(),
         ..Default::default()
@@ -217,7 +221,12 @@ pub fn add_project(
     })
 }
 
-pub fn scale(dir: &Path, project: &str, web_droplets: u32, out: OutputFormat) -> Result<(), CliError> {
+pub fn scale(
+    dir: &Path,
+    project: &str,
+    web_droplets: u32,
+    out: OutputFormat,
+) -> Result<(), CliError> {
     load(dir)?;
     let previous =
         spec::scale(&infrastructure_path(dir), project, web_droplets).map_err(spec_error)?;
@@ -229,47 +238,61 @@ pub fn scale(dir: &Path, project: &str, web_droplets: u32, out: OutputFormat) ->
 }
 
 pub fn remove_project(dir: &Path, name: &str, out: OutputFormat) -> Result<(), CliError> {
-    edit_then_plan(
-        dir,
-        out,
-        format!("removed project {name} from the spec; its droplets are destroyed only by `infractl orchestrate --allow-destroy`"),
-        |path| spec::remove_project(path, name).map(|_| ()),
-    )
+    let config = load(dir)?;
+    if !config
+        .infrastructure
+        .infrastructure_spec
+        .projects
+        .contains_key(name)
+    {
+        // Let the spec module phrase the error (with the known projects).
+        spec::remove_project(&infrastructure_path(dir), name).map_err(spec_error)?;
+    }
+    // The services go first: a project with no services is valid, services
+    // of an unknown project are not, so a failure between the two writes
+    // leaves valid files.
+    remove_deployment_project(&dir.join(spec::DEPLOYMENT_FILE), name)?;
+    spec::remove_project(&infrastructure_path(dir), name).map_err(spec_error)?;
+    if out == OutputFormat::Text {
+        println!(
+            "removed project {name} from the spec; its droplets are destroyed only by `infractl orchestrate --allow-destroy`\n"
+        );
+    }
+    let config = load(dir)?;
+    print_plan(&config, false, out)
 }
 
-pub fn state_export(dir: &Path, out: OutputFormat) -> Result<(), CliError> {
+/// Drops `projects.<name>` from deployment_config.json, atomically, keeping
+/// everything else byte for byte in order.
+fn remove_deployment_project(path: &Path, name: &str) -> Result<(), CliError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display()).into()),
+    };
+    let mut root: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let removed = root
+        .get_mut("projects")
+        .and_then(serde_json::Value::as_object_mut)
+        .and_then(|projects| projects.shift_remove(name))
+        .is_some();
+    if removed {
+        let new_text = spec::edit::to_pretty_json(&root);
+        spec::parse_deployment(&new_text, path).map_err(spec_error)?;
+        spec::write_atomic(path, new_text.as_bytes())
+            .map_err(|e| spec_error(SpecErrors(vec![e])))?;
+    }
+    Ok(())
+}
+
+/// The runtime view in the reference's JSON format (an export is JSON
+/// whatever `--output` says).
+pub fn state_export(dir: &Path, _out: OutputFormat) -> Result<(), CliError> {
     let config = load(dir)?;
     let current = current_topology(&config);
     let desired = plan::desired(&config.spec(), &current);
     let (droplets, projects) = plan::topology_to_runtime(&desired);
-    match out {
-        OutputFormat::Json => print_json(&json!({ "droplets": droplets, "projects": projects }))?,
-        OutputFormat::Text => {
-            println!("{:<24} {:<7} {:<14} {:<7} {:<16} MONITORS", "DROPLET", "ROLE", "SIZE", "REGION", "IP");
-            for (name, d) in &droplets {
-                let ip = d.ip.as_deref().unwrap_or("-");
-                let monitors = d.monitors.join(",");
-                println!(
-                    "{name:<24} {:<7} {:<14} {:<7} {ip:<16} {monitors}",
-                    d.role.as_str(),
-                    d.size,
-                    d.region
-                );
-            }
-            println!();
-            println!("{:<32} {:<7} {:<6} DROPLETS", "SERVICE", "TYPE", "PORT");
-            for (group, services) in &projects {
-                for (service, s) in services {
-                    let port = s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-                    println!(
-                        "{:<32} {:<7} {port:<6} {}",
-                        format!("{group}-{service}"),
-                        s.kind.as_str(),
-                        s.assigned_droplets.join(",")
-                    );
-                }
-            }
-        }
-    }
+    print_json(&json!({ "droplets": droplets, "projects": projects }))?;
     Ok(())
 }

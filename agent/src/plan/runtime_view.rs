@@ -28,6 +28,7 @@ pub fn topology_to_runtime(topology: &Topology) -> (RuntimeDroplets, RuntimeProj
             role: d.role,
             project: d.project.clone(),
             monitors: d.monitors.clone(),
+            voter: d.voter,
         };
         droplets.insert(name.clone(), view);
     }
