@@ -1,5 +1,6 @@
 //! The droplet agent library: everything that runs on a droplet, plus the
 //! pure decision code (`spec`, `plan`) that `infractl` shares.
 
+pub mod provider;
 pub mod spec;
 pub mod topology;
