@@ -2,5 +2,6 @@
 //! pure decision code (`spec`, `plan`) that `infractl` shares.
 
 pub mod plan;
+pub mod provider;
 pub mod spec;
 pub mod topology;

@@ -2,6 +2,7 @@
 //! subcommand to its module; exit codes: 0 ok, 1 runtime failure, 2 usage or
 //! validation error.
 
+mod cloud;
 mod exit;
 mod offline;
 mod output;
@@ -76,6 +77,9 @@ enum Command {
     Scale { project: String, web_droplets: u32 },
     /// Remove a project from the spec (its droplets are destroyed by the next orchestrate with --allow-destroy).
     RemoveProject { name: String },
+    /// Read-only views of the cloud account (DO_TOKEN, DO_API_URL).
+    #[command(subcommand)]
+    Cloud(cloud::CloudCmd),
     /// Inspect state.
     #[command(subcommand)]
     State(StateCmd),
@@ -105,6 +109,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs an async command on a runtime of its own; offline commands need none.
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)?;
+    Ok(runtime.block_on(f)?)
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     let dir = cli.config.as_path();
     let out = cli.output;
@@ -129,5 +142,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => offline::scale(dir, &project, web_droplets, out),
         Command::RemoveProject { name } => offline::remove_project(dir, &name, out),
         Command::State(StateCmd::Export) => offline::state_export(dir, out),
+        Command::Cloud(cmd) => block_on(cloud::run(cmd, out)),
     }
 }

@@ -1,0 +1,235 @@
+//! `infractl cloud`: read-only views of the DigitalOcean account (token check,
+//! droplets, snapshots) through the agent's `provider` client.
+
+use anyhow::Context;
+use clap::Subcommand;
+use infra_agent::provider::{
+    Account, CloudProvider, DoClient, DoConfig, Droplet, RateLimit, Snapshot,
+};
+use serde_json::json;
+
+use crate::output::OutputFormat;
+
+/// Version of the JSON documents printed with `--output json`.
+const OUTPUT_VERSION: u32 = 1;
+
+#[derive(Debug, Subcommand)]
+pub enum CloudCmd {
+    /// Checks the token (DO_TOKEN) against the API (DO_API_URL): account, status, rate-limit budget.
+    Check,
+    /// Lists droplets, optionally only those with a tag.
+    Droplets {
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Lists droplet snapshots.
+    Snapshots,
+}
+
+/// Runs a `cloud` subcommand with the client configured from the environment.
+pub async fn run(cmd: CloudCmd, output: OutputFormat) -> anyhow::Result<()> {
+    let cfg = DoConfig::from_env().context("cannot configure the DigitalOcean client")?;
+    let client = DoClient::new(cfg).context("cannot build the DigitalOcean client")?;
+    let text = run_with(&client, cmd, output).await?;
+    print!("{text}");
+    Ok(())
+}
+
+/// Runs a `cloud` subcommand against `provider` and returns what to print.
+pub async fn run_with(
+    provider: &dyn CloudProvider,
+    cmd: CloudCmd,
+    output: OutputFormat,
+) -> anyhow::Result<String> {
+    match cmd {
+        CloudCmd::Check => {
+            let account = provider
+                .account()
+                .await
+                .context("the API rejected the request for the account (is DO_TOKEN valid?)")?;
+            Ok(check_output(&account, provider.rate_limit(), output))
+        }
+        CloudCmd::Droplets { tag } => {
+            let droplets = provider
+                .list_droplets(tag.as_deref())
+                .await
+                .context("cannot list droplets")?;
+            Ok(match output {
+                OutputFormat::Json => json_doc(json!({ "droplets": droplets })),
+                OutputFormat::Text => droplet_table(&droplets),
+            })
+        }
+        CloudCmd::Snapshots => {
+            let snaps = provider
+                .list_snapshots()
+                .await
+                .context("cannot list snapshots")?;
+            Ok(match output {
+                OutputFormat::Json => json_doc(json!({ "snapshots": snaps })),
+                OutputFormat::Text => snapshot_table(&snaps),
+            })
+        }
+    }
+}
+
+fn json_doc(mut v: serde_json::Value) -> String {
+    if let Some(m) = v.as_object_mut() {
+        m.insert("version".into(), json!(OUTPUT_VERSION));
+    }
+    format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+}
+
+fn check_output(account: &Account, rate: Option<RateLimit>, output: OutputFormat) -> String {
+    match output {
+        OutputFormat::Json => json_doc(json!({
+            "token_valid": true,
+            "account": account,
+            "rate_limit": rate,
+        })),
+        OutputFormat::Text => {
+            let budget = match rate {
+                Some(r) => format!("{} of {} requests left this hour", r.remaining, r.limit),
+                None => "unknown (no rate-limit headers)".into(),
+            };
+            format!(
+                "token:      valid\naccount:    {} ({})\nstatus:     {}{}\nrate limit: {budget}\n",
+                account.email,
+                account.uuid,
+                account.status,
+                if account.status_message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" - {}", account.status_message)
+                },
+            )
+        }
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", parts.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+pub fn droplet_table(droplets: &[Droplet]) -> String {
+    let ip = |a: Option<std::net::Ipv4Addr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = droplets
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.id.to_string(),
+                serde_json::to_value(d.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                ip(d.public_ipv4),
+                ip(d.private_ipv4),
+                d.size_slug.clone(),
+                d.region.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "ID",
+            "STATUS",
+            "PUBLIC-IP",
+            "PRIVATE-IP",
+            "SIZE",
+            "REGION",
+        ],
+        &rows,
+    )
+}
+
+pub fn snapshot_table(snaps: &[Snapshot]) -> String {
+    let rows: Vec<Vec<String>> = snaps
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.id.to_string(),
+                s.droplet_id
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                format!("{:.2}", s.size_gigabytes),
+                s.regions.join(","),
+                s.created_at.to_rfc3339(),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "ID", "DROPLET", "SIZE-GB", "REGIONS", "CREATED"],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infra_agent::provider::DropletStatus;
+
+    fn droplet(name: &str, id: u64, public: Option<&str>) -> Droplet {
+        Droplet {
+            id,
+            name: name.into(),
+            status: DropletStatus::Active,
+            size_slug: "s-1vcpu-1gb".into(),
+            region: "nyc3".into(),
+            public_ipv4: public.map(|p| p.parse().unwrap()),
+            private_ipv4: Some("10.10.0.5".parse().unwrap()),
+            tags: vec![],
+            snapshot_ids: vec![],
+            image_id: None,
+            vpc_uuid: None,
+            created_at: "2026-11-25T08:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn droplet_table_aligns_columns_and_dashes_missing_ips() {
+        let t = droplet_table(&[
+            droplet("master", 1, Some("127.0.0.10")),
+            droplet("blog-web1", 22, None),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].starts_with("NAME       ID  STATUS  PUBLIC-IP"),
+            "{t}"
+        );
+        assert!(
+            lines[1].starts_with("master     1   active  127.0.0.10"),
+            "{t}"
+        );
+        assert!(lines[2].contains("blog-web1  22  active  -"), "{t}");
+        assert!(lines[2].ends_with("s-1vcpu-1gb  nyc3"), "{t}");
+    }
+
+    #[test]
+    fn json_output_is_versioned() {
+        let v: serde_json::Value =
+            serde_json::from_str(&json_doc(json!({"droplets": []}))).unwrap();
+        assert_eq!(v["version"], 1);
+    }
+}
