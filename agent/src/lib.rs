@@ -3,3 +3,8 @@
 
 pub mod spec;
 pub mod topology;
+pub mod config;
+pub mod fault;
+pub mod membership;
+pub mod quorum;
+pub mod tls;
