@@ -5,3 +5,8 @@ pub mod plan;
 pub mod provider;
 pub mod spec;
 pub mod topology;
+pub mod config;
+pub mod fault;
+pub mod membership;
+pub mod quorum;
+pub mod tls;
