@@ -81,11 +81,18 @@ pub fn import_projects_csv(
         };
         let (project, servers, master, web) = (&record[0], &record[1], &record[2], &record[3]);
         if !is_dns_label(project) {
-            bad("Project", project, "must be a DNS label: lowercase letters, digits and inner '-'");
+            bad(
+                "Project",
+                project,
+                "must be a DNS label: lowercase letters, digits and inner '-'",
+            );
         } else if rows.iter().any(|r| r.project == project) {
             bad("Project", project, "appears on an earlier row");
         }
-        let n = servers.parse::<u32>().ok().filter(|n| (1..=MAX_WEB_DROPLETS).contains(n));
+        let n = servers
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_WEB_DROPLETS).contains(n));
         if n.is_none() {
             bad(
                 "Servers",
@@ -95,7 +102,11 @@ pub fn import_projects_csv(
         }
         for (column, size) in [("MasterSpec", master), ("WebSpec", web)] {
             if !is_size_slug(size) {
-                bad(column, size, "must be a DigitalOcean size slug such as s-2vcpu-4gb");
+                bad(
+                    column,
+                    size,
+                    "must be a DigitalOcean size slug such as s-2vcpu-4gb",
+                );
             }
         }
         rows.push(Row {
@@ -106,7 +117,12 @@ pub fn import_projects_csv(
         });
     }
     if rows.is_empty() {
-        errors.0.push(SpecError::invalid(file, "", "no rows", "must list at least one project"));
+        errors.0.push(SpecError::invalid(
+            file,
+            "",
+            "no rows",
+            "must list at least one project",
+        ));
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -122,7 +138,10 @@ pub fn import_projects_csv(
 fn check_header(file: &Path, header: &::csv::StringRecord) -> Result<(), SpecError> {
     let got: Vec<&str> = header.iter().collect();
     let matches = got.len() == CSV_HEADER.len()
-        && got.iter().zip(CSV_HEADER).all(|(g, e)| g.eq_ignore_ascii_case(e));
+        && got
+            .iter()
+            .zip(CSV_HEADER)
+            .all(|(g, e)| g.eq_ignore_ascii_case(e));
     if matches {
         return Ok(());
     }
@@ -152,7 +171,10 @@ fn convert(rows: &[Row], opts: &CsvImportOptions) -> (InfrastructureFile, Vec<St
     if rows.iter().all(|r| &r.master == master) {
         notes.push(format!("master size {master}: the MasterSpec of every row"));
     } else {
-        let asks: Vec<String> = rows.iter().map(|r| format!("{} {}", r.project, r.master)).collect();
+        let asks: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{} {}", r.project, r.master))
+            .collect();
         notes.push(format!(
             "master size {master}: the master is shared by all projects, so it takes the largest MasterSpec any row asks for ({})",
             asks.join(", ")
@@ -200,7 +222,11 @@ mod tests {
     use super::*;
 
     fn import(text: &str) -> Result<CsvImport, SpecErrors> {
-        import_projects_csv(text, Path::new("config/projects.csv"), &CsvImportOptions::default())
+        import_projects_csv(
+            text,
+            Path::new("config/projects.csv"),
+            &CsvImportOptions::default(),
+        )
     }
 
     #[test]
@@ -217,10 +243,21 @@ mod tests {
         let names: Vec<&str> = spec.projects.keys().map(String::as_str).collect();
         assert_eq!(names, ["digitalpixo", "hostomatic", "other"]);
         let h = &spec.projects["hostomatic"];
-        assert_eq!((h.web_droplets, h.web_droplet_spec.as_str()), (3, "s-2vcpu-4gb"));
+        assert_eq!(
+            (h.web_droplets, h.web_droplet_spec.as_str()),
+            (3, "s-2vcpu-4gb")
+        );
         assert_eq!(h.environments, ["prod", "uat"]);
-        assert!(out.notes[0].contains("largest MasterSpec"), "{:?}", out.notes);
-        assert!(out.notes[0].contains("digitalpixo s-1vcpu-1gb"), "{:?}", out.notes);
+        assert!(
+            out.notes[0].contains("largest MasterSpec"),
+            "{:?}",
+            out.notes
+        );
+        assert!(
+            out.notes[0].contains("digitalpixo s-1vcpu-1gb"),
+            "{:?}",
+            out.notes
+        );
         assert!(out.notes.iter().any(|n| n.contains("region lon1")));
     }
 
@@ -268,7 +305,10 @@ mod tests {
             "{err}"
         );
         let err = import("Project,Servers,MasterSpec,WebSpec\na,1,c-2\n").unwrap_err();
-        assert!(err.to_string().starts_with("config/projects.csv:2: CSV:"), "{err}");
+        assert!(
+            err.to_string().starts_with("config/projects.csv:2: CSV:"),
+            "{err}"
+        );
         let err = import("Project,Servers,MasterSpec,WebSpec\n").unwrap_err();
         assert!(err.to_string().contains("at least one project"), "{err}");
     }

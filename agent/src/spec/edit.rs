@@ -104,10 +104,11 @@ fn without_positions(mut errors: SpecErrors) -> SpecErrors {
     errors
 }
 
-fn projects_mut<'a>(root: &'a mut Value, path: &Path) -> Result<&'a mut Map<String, Value>, SpecError> {
-    let not_object = || {
-        SpecError::invalid(path, "", "the document", "must be a JSON object")
-    };
+fn projects_mut<'a>(
+    root: &'a mut Value,
+    path: &Path,
+) -> Result<&'a mut Map<String, Value>, SpecError> {
+    let not_object = || SpecError::invalid(path, "", "the document", "must be a JSON object");
     let spec = root
         .as_object_mut()
         .ok_or_else(not_object)?

@@ -49,7 +49,10 @@ pub const EXAMPLE_TEMPLATES: &[(&str, &str)] = &[
         "k8s-service.yaml.tera",
         include_str!("../../../templates/k8s-service.yaml.tera"),
     ),
-    ("agent.service", include_str!("../../../templates/agent.service")),
+    (
+        "agent.service",
+        include_str!("../../../templates/agent.service"),
+    ),
     (
         "cloud-init.yaml.tera",
         include_str!("../../../templates/cloud-init.yaml.tera"),
@@ -91,10 +94,8 @@ pub fn write_examples(
                 .map(|(n, c)| (templates_dir.join(n), *c)),
         )
         .collect();
-    if !force {
-        if let Some((p, _)) = targets.iter().find(|(p, _)| p.exists()) {
-            return Err(SpecError::new(p, "", SpecErrorKind::AlreadyExists));
-        }
+    if let Some((p, _)) = targets.iter().find(|(p, _)| !force && p.exists()) {
+        return Err(SpecError::new(p, "", SpecErrorKind::AlreadyExists));
     }
     for dir in [config_dir, templates_dir] {
         std::fs::create_dir_all(dir).map_err(|e| SpecError::io(dir, "create directory", &e))?;
@@ -118,7 +119,10 @@ mod tests {
         let cfg = dir.path().join("config");
         let tpl = dir.path().join("templates");
         let written = write_examples(&cfg, &tpl, false).unwrap();
-        assert_eq!(written.len(), EXAMPLE_CONFIG.len() + EXAMPLE_TEMPLATES.len());
+        assert_eq!(
+            written.len(),
+            EXAMPLE_CONFIG.len() + EXAMPLE_TEMPLATES.len()
+        );
         let loaded = load_dir(&cfg).unwrap_or_else(|e| panic!("{e}"));
         let spec = loaded.spec();
         assert_eq!(spec.infrastructure.projects.len(), 2);
@@ -158,8 +162,14 @@ mod tests {
         }))
         .unwrap();
         let nginx = tera.render("nginx.conf.tera", &ctx).unwrap();
-        assert!(nginx.contains("upstream hostomatic-prod-backend {"), "{nginx}");
-        assert!(nginx.contains("server 10.0.0.12:8123 max_fails=3"), "{nginx}");
+        assert!(
+            nginx.contains("upstream hostomatic-prod-backend {"),
+            "{nginx}"
+        );
+        assert!(
+            nginx.contains("server 10.0.0.12:8123 max_fails=3"),
+            "{nginx}"
+        );
         assert!(nginx.contains("proxy_pass http://hostomatic-prod-backend;"));
     }
 
@@ -175,7 +185,10 @@ mod tests {
         assert_eq!(err.file, mine);
         assert!(err.to_string().contains("--force"), "{err}");
         assert_eq!(std::fs::read_to_string(&mine).unwrap(), "mine");
-        assert!(!cfg.join("infrastructure.json").exists(), "wrote before checking");
+        assert!(
+            !cfg.join("infrastructure.json").exists(),
+            "wrote before checking"
+        );
         write_examples(&cfg, &tpl, true).unwrap();
         assert_eq!(
             std::fs::read_to_string(&mine).unwrap(),

@@ -52,9 +52,11 @@ pub fn load_dir(config_dir: &Path) -> Result<LoadedConfig, SpecErrors> {
         Ok(t) => Some(t),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let hint = "run `infractl init` to create example config files".to_string();
-            errors
-                .0
-                .push(SpecError::new(&infra_path, "", SpecErrorKind::NotFound { hint }));
+            errors.0.push(SpecError::new(
+                &infra_path,
+                "",
+                SpecErrorKind::NotFound { hint },
+            ));
             None
         }
         Err(e) => {
@@ -64,9 +66,9 @@ pub fn load_dir(config_dir: &Path) -> Result<LoadedConfig, SpecErrors> {
     };
     let deploy_path = config_dir.join(DEPLOYMENT_FILE);
     let deploy_text = read_optional(&deploy_path, &mut errors);
-    let spec = infra_text.as_deref().map(|text| {
-        parse_spec(text, &infra_path, deploy_text.as_deref(), &deploy_path)
-    });
+    let spec = infra_text
+        .as_deref()
+        .map(|text| parse_spec(text, &infra_path, deploy_text.as_deref(), &deploy_path));
     let email = read_optional(&config_dir.join(EMAIL_FILE), &mut errors)
         .map(|t| parse_email(&t, &config_dir.join(EMAIL_FILE)));
     let sms = read_optional(&config_dir.join(SMS_FILE), &mut errors)
@@ -216,6 +218,17 @@ fn json_error(file: &Path, path: String, e: &serde_json::Error) -> SpecError {
         let suffix = format!(" at line {} column {}", e.line(), e.column());
         if let Some(stripped) = msg.strip_suffix(&suffix) {
             msg = stripped.to_string();
+        }
+    }
+    for (rust, human) in [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+    ] {
+        if let Some(stripped) = msg.strip_suffix(rust) {
+            msg = format!("{stripped}{human}");
         }
     }
     let kind = match e.classify() {

@@ -131,7 +131,11 @@ pub fn check_email(c: &EmailConfig) -> Vec<Issue> {
         "must be a host name or IP address",
     );
     if c.smtp.port == 0 {
-        out.push("smtp.port".into(), "0".into(), "must be between 1 and 65535");
+        out.push(
+            "smtp.port".into(),
+            "0".into(),
+            "must be between 1 and 65535",
+        );
     }
     if c.smtp.username.is_some() != c.smtp.password_env.is_some() {
         out.push(

@@ -183,7 +183,14 @@ mod tests {
             assert!(is_size_slug(ok), "{ok}");
         }
         for bad in [
-            "", "large", "S-2VCPU-4GB", "s--4gb", "s-2vcpu", "-s-1", "s-2vcpu-4", "s 1",
+            "",
+            "large",
+            "S-2VCPU-4GB",
+            "s--4gb",
+            "s-2vcpu",
+            "-s-1",
+            "s-2vcpu-4",
+            "s 1",
         ] {
             assert!(!is_size_slug(bad), "{bad}");
         }
@@ -202,7 +209,10 @@ mod tests {
         assert_eq!(size_rank("s-2vcpu-4gb"), Some((2, 4096)));
         assert_eq!(size_rank("s-1vcpu-512mb-10gb"), Some((1, 512)));
         assert_eq!(size_rank("c-4"), Some((4, 8192)));
-        assert_eq!(compare_sizes("s-2vcpu-4gb", "s-1vcpu-1gb"), Ordering::Greater);
+        assert_eq!(
+            compare_sizes("s-2vcpu-4gb", "s-1vcpu-1gb"),
+            Ordering::Greater
+        );
         assert_eq!(compare_sizes("s-2vcpu-2gb", "s-2vcpu-4gb"), Ordering::Less);
         assert_eq!(compare_sizes("s-1vcpu-8gb", "s-2vcpu-2gb"), Ordering::Less);
         assert_eq!(compare_sizes("c-4", "s-4vcpu-8gb"), Ordering::Equal);

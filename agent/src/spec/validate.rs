@@ -45,7 +45,8 @@ impl Issues {
 
 const DNS_RULE: &str =
     "must be a DNS label: lowercase letters, digits and inner '-', at most 63 characters";
-const SERVICE_RULE: &str = "must be lowercase letters, digits and inner '-' or '_', at most 63 characters";
+const SERVICE_RULE: &str =
+    "must be lowercase letters, digits and inner '-' or '_', at most 63 characters";
 
 /// Checks `infrastructure.json`: the master, every project, and the
 /// droplet names built from them.
@@ -82,7 +83,12 @@ pub fn check_infrastructure(file: &InfrastructureFile) -> Vec<Issue> {
     }
     for (name, d) in &file.droplets {
         let p = join("droplets", name);
-        out.check(is_do_hostname(name), &p, name, "must be a valid droplet name");
+        out.check(
+            is_do_hostname(name),
+            &p,
+            name,
+            "must be a valid droplet name",
+        );
         if let Some(ip) = &d.ip {
             out.check(
                 ip.parse::<std::net::IpAddr>().is_ok(),
@@ -97,7 +103,12 @@ pub fn check_infrastructure(file: &InfrastructureFile) -> Vec<Issue> {
 
 fn check_project(out: &mut Issues, name: &str, p: &ProjectSpec) {
     let path = join("infrastructure_spec.projects", name);
-    out.check(is_dns_label(name), &path, name, &format!("project name {DNS_RULE}"));
+    out.check(
+        is_dns_label(name),
+        &path,
+        name,
+        &format!("project name {DNS_RULE}"),
+    );
     if is_dns_label(name) {
         let longest = web_droplet_name(name, p.web_droplets.clamp(1, MAX_WEB_DROPLETS));
         out.check(
@@ -109,12 +120,21 @@ fn check_project(out: &mut Issues, name: &str, p: &ProjectSpec) {
     }
     let envs = join(&path, "environments");
     if p.environments.is_empty() {
-        out.push(envs.clone(), "[]".into(), "must list at least one environment");
+        out.push(
+            envs.clone(),
+            "[]".into(),
+            "must list at least one environment",
+        );
     }
     let mut seen = HashSet::new();
     for (i, env) in p.environments.iter().enumerate() {
         let ep = index(&envs, i);
-        out.check(is_dns_label(env), &ep, env, &format!("environment {DNS_RULE}"));
+        out.check(
+            is_dns_label(env),
+            &ep,
+            env,
+            &format!("environment {DNS_RULE}"),
+        );
         out.check(seen.insert(env), &ep, env, "environments must be unique");
     }
     let wd = join(&path, "web_droplets");
@@ -191,7 +211,12 @@ pub fn check_deployment(d: &DeploymentConfig) -> Vec<Issue> {
     }
     for (pname, project) in &d.projects {
         let pp = join("projects", pname);
-        out.check(is_dns_label(pname), &pp, pname, &format!("project name {DNS_RULE}"));
+        out.check(
+            is_dns_label(pname),
+            &pp,
+            pname,
+            &format!("project name {DNS_RULE}"),
+        );
         for (sname, s) in &project.services {
             check_service(&mut out, &join(&join(&pp, "services"), sname), sname, s);
         }
@@ -214,7 +239,12 @@ fn unknown_placeholder(pattern: &str) -> Option<String> {
 }
 
 fn check_service(out: &mut Issues, path: &str, name: &str, s: &ServiceSpec) {
-    out.check(is_service_label(name), path, name, &format!("service name {SERVICE_RULE}"));
+    out.check(
+        is_service_label(name),
+        path,
+        name,
+        &format!("service name {SERVICE_RULE}"),
+    );
     let cf = join(path, "containerfile_path");
     let cf_ok = !s.containerfile_path.trim().is_empty()
         && !s.containerfile_path.starts_with('/')
@@ -249,7 +279,11 @@ fn check_service(out: &mut Issues, path: &str, name: &str, s: &ServiceSpec) {
         }
         ServiceKind::Web => {
             if s.port == Some(0) {
-                out.push(join(path, "port"), "0".into(), "must be between 1 and 65535");
+                out.push(
+                    join(path, "port"),
+                    "0".into(),
+                    "must be between 1 and 65535",
+                );
             }
             if let Some(h) = &s.health_path {
                 out.check(
@@ -270,7 +304,12 @@ fn check_service(out: &mut Issues, path: &str, name: &str, s: &ServiceSpec) {
             secret,
             "secret names must be identifiers: letters, digits and '_', not starting with a digit",
         );
-        out.check(seen.insert(secret), &sp, secret, "secret names must be unique");
+        out.check(
+            seen.insert(secret),
+            &sp,
+            secret,
+            "secret names must be unique",
+        );
     }
     for key in s.environment.keys() {
         out.check(
@@ -308,6 +347,7 @@ pub fn check_cross(infra: &InfrastructureSpec, d: &DeploymentConfig) -> Vec<Issu
         };
         for sname in project.services.keys() {
             let sp = join(&join(&pp, "services"), sname);
+            // One error per service, for its first bad environment.
             for env in &ip.environments {
                 let full = dns_label(&service_name(pname, env, sname));
                 if !(is_do_hostname(&full) && full.len() <= MAX_DNS_LABEL) {
@@ -316,12 +356,14 @@ pub fn check_cross(infra: &InfrastructureSpec, d: &DeploymentConfig) -> Vec<Issu
                         quoted(&full),
                         "container name <project>-<env>-<service> must be a valid hostname of at most 63 characters",
                     );
+                    break;
                 } else if let Some(other) = names.insert(full.clone(), sp.clone()) {
                     out.push(
                         sp.clone(),
                         quoted(&full),
                         format!("container name collides with the one built from {other}"),
                     );
+                    break;
                 }
             }
         }
