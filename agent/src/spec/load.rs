@@ -119,22 +119,24 @@ pub fn parse_spec(
     deployment_text: Option<&str>,
     deployment_file: &Path,
 ) -> Result<(InfrastructureFile, DeploymentConfig), SpecErrors> {
-    let infra = parse_infrastructure(infra_text, infra_file);
-    let deploy = match deployment_text {
-        Some(t) => parse_deployment(t, deployment_file),
-        None => Ok(DeploymentConfig::default()),
+    let (infra, mut errors) = parse_collect(infra_text, infra_file, check_infrastructure);
+    let (deploy, deploy_errors) = match deployment_text {
+        Some(t) => parse_collect(t, deployment_file, check_deployment),
+        None => (Some(DeploymentConfig::default()), SpecErrors::default()),
     };
+    errors.0.extend(deploy_errors);
     match (infra, deploy) {
-        (Ok(i), Ok(d)) => {
+        (Some(i), Some(d)) => {
+            // Cross-file checks run even when each file has its own errors.
             let issues = check_cross(&i.infrastructure_spec, &d);
-            located(deployment_file, deployment_text.unwrap_or(""), issues).into_result((i, d))
+            errors.0.extend(located(
+                deployment_file,
+                deployment_text.unwrap_or(""),
+                issues,
+            ));
+            errors.into_result((i, d))
         }
-        (i, d) => {
-            let mut errors = SpecErrors::default();
-            errors.0.extend(i.err().into_iter().flatten());
-            errors.0.extend(d.err().into_iter().flatten());
-            Err(errors)
-        }
+        _ => Err(errors),
     }
 }
 
@@ -162,9 +164,25 @@ fn parse_checked<T: DeserializeOwned>(
     file: &Path,
     check: fn(&T) -> Vec<Issue>,
 ) -> Result<T, SpecErrors> {
-    let value: T = parse_json(text, file)?;
-    let issues = check(&value);
-    located(file, text, issues).into_result(value)
+    match parse_collect(text, file, check) {
+        (Some(v), errors) => errors.into_result(v),
+        (None, errors) => Err(errors),
+    }
+}
+
+/// The value if the text deserializes, and every error found.
+fn parse_collect<T: DeserializeOwned>(
+    text: &str,
+    file: &Path,
+    check: fn(&T) -> Vec<Issue>,
+) -> (Option<T>, SpecErrors) {
+    match parse_json(text, file) {
+        Ok(v) => {
+            let errors = located(file, text, check(&v));
+            (Some(v), errors)
+        }
+        Err(e) => (None, e.into()),
+    }
 }
 
 /// Turns issues into errors located in `text`.

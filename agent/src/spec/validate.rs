@@ -345,7 +345,9 @@ pub fn check_cross(infra: &InfrastructureSpec, d: &DeploymentConfig) -> Vec<Issu
             );
             continue;
         };
-        for sname in project.services.keys() {
+        // Bad project or service names are reported on their own.
+        let services = project.services.keys().filter(|s| is_service_label(s));
+        for sname in services.take_while(|_| is_dns_label(pname)) {
             let sp = join(&join(&pp, "services"), sname);
             // One error per service, for its first bad environment.
             for env in &ip.environments {

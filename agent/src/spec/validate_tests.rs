@@ -491,7 +491,7 @@ fn load_dir_reports_missing_spec_and_every_broken_file() {
 
     std::fs::write(
         dir.path().join(DEPLOYMENT_FILE),
-        r#"{"projects": {"nope": {}}}"#,
+        r#"{"git_config": {"base_url": "b", "url_pattern": "x"}, "projects": {"nope": {}}}"#,
     )
     .unwrap();
     std::fs::write(
@@ -500,9 +500,11 @@ fn load_dir_reports_missing_spec_and_every_broken_file() {
     )
     .unwrap();
     let e = load_dir(dir.path()).unwrap_err();
-    assert_eq!(e.len(), 3, "{e}");
+    assert_eq!(e.len(), 4, "{e}");
+    // The file's own error and the cross-file one are both reported.
+    assert_eq!(e.0[0].path, "git_config.url_pattern", "{e}");
     assert!(
-        e.0[0].file.ends_with(DEPLOYMENT_FILE) && e.0[0].path == "projects.nope",
+        e.0[1].file.ends_with(DEPLOYMENT_FILE) && e.0[1].path == "projects.nope",
         "{e}"
     );
     assert!(
