@@ -15,6 +15,8 @@ pub mod validate;
 #[cfg(test)]
 mod edit_tests;
 #[cfg(test)]
+mod load_tests;
+#[cfg(test)]
 mod validate_tests;
 
 pub use csv_import::{CsvImport, CsvImportOptions, import_projects_csv};
