@@ -249,6 +249,12 @@ fn json_error(file: &Path, path: String, e: &serde_json::Error) -> SpecError {
             msg = format!("{stripped}{human}");
         }
     }
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        msg = format!("missing field {field:?}");
+    }
     let kind = match e.classify() {
         serde_json::error::Category::Data => unknown_name(&msg).unwrap_or(SpecErrorKind::Data(msg)),
         _ => SpecErrorKind::Syntax(msg),

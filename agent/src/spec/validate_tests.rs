@@ -235,6 +235,17 @@ fn syntax_and_type_errors_have_positions() {
             .contains(&format!("{H}.web_droplets: invalid type: string \"2\"")),
         "{e}"
     );
+    let mut v = example_value(INFRASTRUCTURE_FILE);
+    v[INFRA_SPEC]["projects"]["hostomatic"]
+        .as_object_mut()
+        .unwrap()
+        .remove("web_droplet_spec");
+    let e = infra(&v).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("{H}: missing field \"web_droplet_spec\"")),
+        "{e}"
+    );
 }
 
 fn svc<'a>(d: &'a mut Value, s: &str) -> &'a mut Value {
