@@ -26,6 +26,10 @@ pub struct LoadedConfig {
     pub deployment: DeploymentConfig,
     pub email: Option<EmailConfig>,
     pub sms: Option<SmsConfig>,
+    /// The texts as read, e.g. to send to an agent, which checks them again
+    /// with [`parse_spec`] and reports positions in the user's files.
+    pub infrastructure_text: String,
+    pub deployment_text: Option<String>,
 }
 
 impl LoadedConfig {
@@ -76,14 +80,18 @@ pub fn load_dir(config_dir: &Path) -> Result<LoadedConfig, SpecErrors> {
     let spec = collect(spec, &mut errors);
     let email = collect(email, &mut errors);
     let sms = collect(sms, &mut errors);
-    match spec {
-        Some((infrastructure, deployment)) if errors.is_empty() => Ok(LoadedConfig {
-            dir: config_dir.to_path_buf(),
-            infrastructure,
-            deployment,
-            email,
-            sms,
-        }),
+    match (spec, infra_text) {
+        (Some((infrastructure, deployment)), Some(infrastructure_text)) if errors.is_empty() => {
+            Ok(LoadedConfig {
+                dir: config_dir.to_path_buf(),
+                infrastructure,
+                deployment,
+                email,
+                sms,
+                infrastructure_text,
+                deployment_text: deploy_text,
+            })
+        }
         _ => Err(errors),
     }
 }

@@ -119,6 +119,11 @@ fn load_dir_reports_missing_spec_and_every_broken_file() {
     assert_eq!(loaded.deployment, DeploymentConfig::default());
     assert!(loaded.email.is_none() && loaded.sms.is_none());
     assert_eq!(
+        loaded.infrastructure_text,
+        example(INFRASTRUCTURE_FILE).unwrap()
+    );
+    assert_eq!(loaded.deployment_text, None);
+    assert_eq!(
         loaded.spec().infrastructure,
         loaded.infrastructure.infrastructure_spec
     );
