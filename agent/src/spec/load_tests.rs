@@ -26,16 +26,20 @@ fn email_config_rules() {
         "secret echoed: {e:?}"
     );
     v["smtp"].as_object_mut().unwrap().remove("password");
-    v["smtp"]["password_env"] = json!("not a var");
+    v["smtp"]["password_env"] = json!("s3cret pa55");
     v["to"] = json!(["ops@example.com", "nobody"]);
     v["from"] = json!("Alerts <alerts@example.com");
     let e = parse_email(&to_pretty_json(&v), f).unwrap_err();
     let file = "config/email_config.json";
+    assert!(
+        !format!("{e} {e:?}").contains("s3cret"),
+        "secret echoed: {e:?}"
+    );
     assert_error(
         &e,
         file,
         "smtp.password_env",
-        "\"not a var\"",
+        "the value (hidden, it may be a secret)",
         "must name an environment variable",
     );
     assert_error(&e, file, "to[1]", "\"nobody\"", "must be an email address");
@@ -72,7 +76,7 @@ fn sms_config_rules() {
         &e,
         file,
         "twilio.auth_token_env",
-        "\"token-env\"",
+        "the value (hidden, it may be a secret)",
         "environment variable",
     );
     let v = json!({"provider": "webhook", "to": ["+15550100999"]});
