@@ -78,8 +78,29 @@ pub fn check_infrastructure(file: &InfrastructureFile) -> Vec<Issue> {
         check_size(&mut out, &join(&p, "size"), &d.size);
         check_region(&mut out, &join(&p, "region"), &d.region);
     }
+    // `<project>-<env>` names a runtime section and a k8s namespace.
+    let mut envs: BTreeMap<String, String> = BTreeMap::new();
     for (name, project) in &spec.projects {
         check_project(&mut out, name, project);
+        let mut seen = HashSet::new();
+        for (i, env) in project.environments.iter().enumerate() {
+            let path = index(
+                &join(&join("infrastructure_spec.projects", name), "environments"),
+                i,
+            );
+            let key = format!("{name}-{env}");
+            // A repeated environment is reported by check_project.
+            if !seen.insert(env) {
+                continue;
+            }
+            if let Some(other) = envs.insert(key.clone(), path.clone()) {
+                out.push(
+                    path,
+                    quoted(&key),
+                    format!("<project>-<env> collides with {other}"),
+                );
+            }
+        }
     }
     for (name, d) in &file.droplets {
         let p = join("droplets", name);

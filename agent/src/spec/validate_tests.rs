@@ -178,6 +178,17 @@ fn sizes_regions_and_master() {
         "\"test\"",
         "keyed by one of the project's environments",
     );
+    infra_error(
+        |v| {
+            v[INFRA_SPEC]["projects"]["digitalpixo"]["environments"] = json!(["prod"]);
+            v[INFRA_SPEC]["projects"]["hostomatic-prod"] =
+                v[INFRA_SPEC]["projects"]["digitalpixo"].clone();
+            v[INFRA_SPEC]["projects"]["hostomatic"]["environments"] = json!(["prod-prod"]);
+        },
+        "infrastructure_spec.projects.hostomatic-prod.environments[0]",
+        "\"hostomatic-prod-prod\"",
+        "<project>-<env> collides with infrastructure_spec.projects.hostomatic.environments[0]",
+    );
 }
 
 #[test]
