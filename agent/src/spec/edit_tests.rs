@@ -224,3 +224,14 @@ fn csv_import_writes_a_loadable_file() {
         3
     );
 }
+
+#[test]
+fn add_project_creates_the_projects_section() {
+    let text = "{\n  \"infrastructure_spec\": {\n    \"droplets\": {\n      \"master\": {\n        \"size\": \"s-1vcpu-1gb\",\n        \"region\": \"nyc3\",\n        \"role\": \"master\"\n      }\n    }\n  }\n}\n";
+    let f = Fixture::with_text(text.to_string());
+    add_project(&f.path, "first", &["uat".to_string()], 1, "c-2").unwrap();
+    let after = f.text();
+    assert!(after.starts_with(&text[..text.rfind("\n    }\n  }\n}").unwrap()]));
+    let p = &f.load().infrastructure_spec.projects["first"];
+    assert_eq!((p.web_droplets, p.web_droplet_spec.as_str()), (1, "c-2"));
+}
