@@ -180,6 +180,9 @@ fn convert(rows: &[Row], opts: &CsvImportOptions) -> (InfrastructureFile, Vec<St
             asks.join(", ")
         ));
     }
+    notes.push(
+        "each row's Servers became the project's web_droplets; the master is separate".into(),
+    );
     notes.push(format!(
         "environments {} for every project (v1 CSV has no environments column)",
         opts.environments.join(",")

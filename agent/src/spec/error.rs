@@ -19,7 +19,8 @@ pub struct SpecError {
     /// Field path such as `infrastructure_spec.projects.hostomatic.web_droplets`;
     /// empty for whole-file problems.
     pub path: String,
-    pub kind: SpecErrorKind,
+    /// Boxed to keep `Result<_, SpecError>` small.
+    pub kind: Box<SpecErrorKind>,
 }
 
 /// What is wrong, without the location.
@@ -108,7 +109,7 @@ impl SpecError {
             line: None,
             column: None,
             path: path.into(),
-            kind,
+            kind: Box::new(kind),
         }
     }
 

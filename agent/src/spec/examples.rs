@@ -94,10 +94,8 @@ pub fn write_examples(
                 .map(|(n, c)| (templates_dir.join(n), *c)),
         )
         .collect();
-    if !force {
-        if let Some((p, _)) = targets.iter().find(|(p, _)| p.exists()) {
-            return Err(SpecError::new(p, "", SpecErrorKind::AlreadyExists));
-        }
+    if let Some((p, _)) = targets.iter().find(|(p, _)| !force && p.exists()) {
+        return Err(SpecError::new(p, "", SpecErrorKind::AlreadyExists));
     }
     for dir in [config_dir, templates_dir] {
         std::fs::create_dir_all(dir).map_err(|e| SpecError::io(dir, "create directory", &e))?;
@@ -173,6 +171,58 @@ mod tests {
             "{nginx}"
         );
         assert!(nginx.contains("proxy_pass http://hostomatic-prod-backend;"));
+        // Every template renders with the context its header documents.
+        let ctx = tera::Context::from_serialize(&serde_json::json!({
+            "project": "hostomatic", "environment": "prod", "service": "backend",
+            "namespace": "hostomatic-prod", "name": "hostomatic-prod-backend",
+            "image": "hostomatic-backend:v1.0.0-uat-20261125-0930", "replicas": 2,
+            "kind": "web", "command": ["python", "app.py"], "container_port": 8000,
+            "health_path": "/health", "port": 80,
+            "env": [{"name": "MODE", "value": "prod"}],
+            "secrets": [{"name": "DB_PASSWORD", "secret": "hostomatic-prod", "key": "db_password"}],
+            "secret_names": ["db_password"],
+            "services": [{"name": "hostomatic-prod-backend", "image": "img:1", "kind": "web",
+                          "command": null, "host_port": 8123, "container_port": 8000,
+                          "env_file": "/etc/infra/env/b.env", "secrets_dir": "/run/infra/secrets/b"}],
+            "upstreams": [], "sites": [],
+            "droplet_name": "hostomatic-web1", "role": "web",
+            "agent_url": "http://127.0.0.1:1/agent", "agent_sha256": "00",
+            "agent_toml": "[agent]\nname = \"hostomatic-web1\"", "agent_unit": "[Unit]",
+            "ssh_authorized_keys": ["ssh-ed25519 AAAA test"],
+            "subject_prefix": "[infra]", "event": "droplet_failed", "severity": "critical",
+            "summary": "hostomatic-web1 is down", "at": "2026-11-25T09:30:00Z",
+            "cluster_leader": "master", "details": ["3 of 3 monitors agree"],
+            "droplets": [{"name": "hostomatic-web1", "ip": "10.0.0.2", "role": "web", "status": "down"}],
+        }))
+        .unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for (name, _) in EXAMPLE_TEMPLATES
+            .iter()
+            .filter(|(n, _)| n.ends_with(".tera"))
+        {
+            let text = tera
+                .render(name, &ctx)
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            out.insert(*name, text);
+        }
+        let compose = &out["docker-compose.yml.tera"];
+        assert!(compose.contains("      - \"8123:8000\""), "{compose}");
+        let k8s = &out["k8s-deployment.yaml.tera"];
+        assert!(
+            k8s.contains("            - \"app.py\"") && k8s.contains("path: /health"),
+            "{k8s}"
+        );
+        let init = &out["cloud-init.yaml.tera"];
+        assert!(
+            init.starts_with("#cloud-config\n")
+                && init.contains("      name = \"hostomatic-web1\""),
+            "{init}"
+        );
+        assert!(out["service.env.tera"].contains("DB_PASSWORD_FILE=/run/secrets/db_password"));
+        assert!(
+            out["email-alert.txt.tera"]
+                .starts_with("Subject: [infra] CRITICAL: hostomatic-web1 is down")
+        );
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct LoadedConfig {
     pub deployment: DeploymentConfig,
     pub email: Option<EmailConfig>,
     pub sms: Option<SmsConfig>,
+    /// The texts as read, e.g. to send to an agent, which checks them again
+    /// with [`parse_spec`] and reports positions in the user's files.
+    pub infrastructure_text: String,
+    pub deployment_text: Option<String>,
 }
 
 impl LoadedConfig {
@@ -76,14 +80,18 @@ pub fn load_dir(config_dir: &Path) -> Result<LoadedConfig, SpecErrors> {
     let spec = collect(spec, &mut errors);
     let email = collect(email, &mut errors);
     let sms = collect(sms, &mut errors);
-    match spec {
-        Some((infrastructure, deployment)) if errors.is_empty() => Ok(LoadedConfig {
-            dir: config_dir.to_path_buf(),
-            infrastructure,
-            deployment,
-            email,
-            sms,
-        }),
+    match (spec, infra_text) {
+        (Some((infrastructure, deployment)), Some(infrastructure_text)) if errors.is_empty() => {
+            Ok(LoadedConfig {
+                dir: config_dir.to_path_buf(),
+                infrastructure,
+                deployment,
+                email,
+                sms,
+                infrastructure_text,
+                deployment_text: deploy_text,
+            })
+        }
         _ => Err(errors),
     }
 }
@@ -119,22 +127,24 @@ pub fn parse_spec(
     deployment_text: Option<&str>,
     deployment_file: &Path,
 ) -> Result<(InfrastructureFile, DeploymentConfig), SpecErrors> {
-    let infra = parse_infrastructure(infra_text, infra_file);
-    let deploy = match deployment_text {
-        Some(t) => parse_deployment(t, deployment_file),
-        None => Ok(DeploymentConfig::default()),
+    let (infra, mut errors) = parse_collect(infra_text, infra_file, check_infrastructure);
+    let (deploy, deploy_errors) = match deployment_text {
+        Some(t) => parse_collect(t, deployment_file, check_deployment),
+        None => (Some(DeploymentConfig::default()), SpecErrors::default()),
     };
+    errors.0.extend(deploy_errors);
     match (infra, deploy) {
-        (Ok(i), Ok(d)) => {
+        (Some(i), Some(d)) => {
+            // Cross-file checks run even when each file has its own errors.
             let issues = check_cross(&i.infrastructure_spec, &d);
-            located(deployment_file, deployment_text.unwrap_or(""), issues).into_result((i, d))
+            errors.0.extend(located(
+                deployment_file,
+                deployment_text.unwrap_or(""),
+                issues,
+            ));
+            errors.into_result((i, d))
         }
-        (i, d) => {
-            let mut errors = SpecErrors::default();
-            errors.0.extend(i.err().into_iter().flatten());
-            errors.0.extend(d.err().into_iter().flatten());
-            Err(errors)
-        }
+        _ => Err(errors),
     }
 }
 
@@ -162,9 +172,25 @@ fn parse_checked<T: DeserializeOwned>(
     file: &Path,
     check: fn(&T) -> Vec<Issue>,
 ) -> Result<T, SpecErrors> {
-    let value: T = parse_json(text, file)?;
-    let issues = check(&value);
-    located(file, text, issues).into_result(value)
+    match parse_collect(text, file, check) {
+        (Some(v), errors) => errors.into_result(v),
+        (None, errors) => Err(errors),
+    }
+}
+
+/// The value if the text deserializes, and every error found.
+fn parse_collect<T: DeserializeOwned>(
+    text: &str,
+    file: &Path,
+    check: fn(&T) -> Vec<Issue>,
+) -> (Option<T>, SpecErrors) {
+    match parse_json(text, file) {
+        Ok(v) => {
+            let errors = located(file, text, check(&v));
+            (Some(v), errors)
+        }
+        Err(e) => (None, e.into()),
+    }
 }
 
 /// Turns issues into errors located in `text`.
@@ -219,6 +245,23 @@ fn json_error(file: &Path, path: String, e: &serde_json::Error) -> SpecError {
         if let Some(stripped) = msg.strip_suffix(&suffix) {
             msg = stripped.to_string();
         }
+    }
+    for (rust, human) in [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+    ] {
+        if let Some(stripped) = msg.strip_suffix(rust) {
+            msg = format!("{stripped}{human}");
+        }
+    }
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        msg = format!("missing field {field:?}");
     }
     let kind = match e.classify() {
         serde_json::error::Category::Data => unknown_name(&msg).unwrap_or(SpecErrorKind::Data(msg)),

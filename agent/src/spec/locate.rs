@@ -207,4 +207,75 @@ mod tests {
         assert!(idx.locate("a").is_some());
         assert_eq!(idx.locate("zz"), idx.locate(""));
     }
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z\"\\\\é ]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::vec(("[a-z_\"é ]{1,6}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn paths(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
+        out.push((path.clone(), v.clone()));
+        match v {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    paths(item, index(&path, i), out);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    paths(item, join(&path, k), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn offset(text: &str, p: Position) -> usize {
+        let line_start: usize = text
+            .split_inclusive('\n')
+            .take(p.line - 1)
+            .map(str::len)
+            .sum();
+        let col: usize = text[line_start..]
+            .chars()
+            .take(p.column - 1)
+            .map(char::len_utf8)
+            .sum();
+        line_start + col
+    }
+
+    proptest! {
+        /// Reading JSON at each located position yields the value at that path.
+        #[test]
+        fn every_value_is_located_where_it_starts(v in arb_json(), pretty: bool) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&v).unwrap()
+            } else {
+                serde_json::to_string(&v).unwrap()
+            };
+            let idx = JsonIndex::new(&text);
+            let mut all = Vec::new();
+            paths(&v, String::new(), &mut all);
+            for (path, expected) in all {
+                let pos = *idx.positions.get(&path).expect("every path is indexed");
+                let rest = &text[offset(&text, pos)..];
+                let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+                prop_assert_eq!(values.next().unwrap().unwrap(), expected, "at {}", path);
+            }
+        }
+    }
 }

@@ -12,6 +12,13 @@ pub mod notify_config;
 pub mod rules;
 pub mod validate;
 
+#[cfg(test)]
+mod edit_tests;
+#[cfg(test)]
+mod load_tests;
+#[cfg(test)]
+mod validate_tests;
+
 pub use csv_import::{CsvImport, CsvImportOptions, import_projects_csv};
 pub use edit::{add_project, remove_project, scale, write_atomic, write_infrastructure};
 pub use error::{SpecError, SpecErrorKind, SpecErrors};

@@ -138,9 +138,14 @@ pub fn check_email(c: &EmailConfig) -> Vec<Issue> {
         );
     }
     if c.smtp.username.is_some() != c.smtp.password_env.is_some() {
+        let (path, value) = if c.smtp.username.is_some() {
+            ("smtp.password_env", "a missing password_env")
+        } else {
+            ("smtp.username", "a missing username")
+        };
         out.push(
-            "smtp.password_env".into(),
-            c.smtp.password_env.as_deref().map_or("null".into(), quoted),
+            path.into(),
+            value.into(),
             "username and password_env go together: set both or neither",
         );
     }
@@ -227,13 +232,16 @@ fn check_version(out: &mut Issues, v: u32) {
     }
 }
 
+/// The value is not echoed: a user who put the secret itself here must not
+/// see it again in a terminal or a log.
 fn check_env_name(out: &mut Issues, path: &str, name: &str) {
-    out.check(
-        is_identifier(name),
-        path,
-        name,
-        "must name an environment variable (letters, digits, '_'); the secret itself is never stored in the file",
-    );
+    if !is_identifier(name) {
+        out.push(
+            path.into(),
+            "the value (hidden, it may be a secret)".into(),
+            "must name an environment variable (letters, digits, '_'); the secret itself is never stored in the file",
+        );
+    }
 }
 
 fn check_url(out: &mut Issues, path: &str, u: &str) {

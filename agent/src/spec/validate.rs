@@ -78,8 +78,29 @@ pub fn check_infrastructure(file: &InfrastructureFile) -> Vec<Issue> {
         check_size(&mut out, &join(&p, "size"), &d.size);
         check_region(&mut out, &join(&p, "region"), &d.region);
     }
+    // `<project>-<env>` names a runtime section and a k8s namespace.
+    let mut envs: BTreeMap<String, String> = BTreeMap::new();
     for (name, project) in &spec.projects {
         check_project(&mut out, name, project);
+        let mut seen = HashSet::new();
+        for (i, env) in project.environments.iter().enumerate() {
+            let path = index(
+                &join(&join("infrastructure_spec.projects", name), "environments"),
+                i,
+            );
+            let key = format!("{name}-{env}");
+            // A repeated environment is reported by check_project.
+            if !seen.insert(env) {
+                continue;
+            }
+            if let Some(other) = envs.insert(key.clone(), path.clone()) {
+                out.push(
+                    path,
+                    quoted(&key),
+                    format!("<project>-<env> collides with {other}"),
+                );
+            }
+        }
     }
     for (name, d) in &file.droplets {
         let p = join("droplets", name);
@@ -345,8 +366,11 @@ pub fn check_cross(infra: &InfrastructureSpec, d: &DeploymentConfig) -> Vec<Issu
             );
             continue;
         };
-        for sname in project.services.keys() {
+        // Bad project or service names are reported on their own.
+        let services = project.services.keys().filter(|s| is_service_label(s));
+        for sname in services.take_while(|_| is_dns_label(pname)) {
             let sp = join(&join(&pp, "services"), sname);
+            // One error per service, for its first bad environment.
             for env in &ip.environments {
                 let full = dns_label(&service_name(pname, env, sname));
                 if !(is_do_hostname(&full) && full.len() <= MAX_DNS_LABEL) {
@@ -355,12 +379,14 @@ pub fn check_cross(infra: &InfrastructureSpec, d: &DeploymentConfig) -> Vec<Issu
                         quoted(&full),
                         "container name <project>-<env>-<service> must be a valid hostname of at most 63 characters",
                     );
+                    break;
                 } else if let Some(other) = names.insert(full.clone(), sp.clone()) {
                     out.push(
                         sp.clone(),
                         quoted(&full),
                         format!("container name collides with the one built from {other}"),
                     );
+                    break;
                 }
             }
         }
