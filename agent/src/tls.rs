@@ -30,10 +30,7 @@ pub enum TlsError {
         source: std::io::Error,
     },
     #[error("invalid key in {path}: {source}")]
-    Key {
-        path: PathBuf,
-        source: rcgen::Error,
-    },
+    Key { path: PathBuf, source: rcgen::Error },
 }
 
 /// A certificate and its private key, PEM encoded. Debug hides the key.
@@ -273,8 +270,16 @@ mod tests {
         }
         let node = ca.issue_node("web1", &["127.0.0.5".into()]).unwrap();
         let (ncert, nkey) = node.write(dir.path(), "web1").unwrap();
-        assert!(std::fs::read_to_string(ncert).unwrap().contains("BEGIN CERTIFICATE"));
-        assert!(std::fs::read_to_string(nkey).unwrap().contains("PRIVATE KEY"));
+        assert!(
+            std::fs::read_to_string(ncert)
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        assert!(
+            std::fs::read_to_string(nkey)
+                .unwrap()
+                .contains("PRIVATE KEY")
+        );
         let reloaded = Ca::load(&cert, &key, "demo").unwrap();
         assert_eq!(reloaded.cert_pem(), ca.cert_pem());
         reloaded.issue_client("infractl").unwrap();

@@ -110,10 +110,10 @@ fn split_project_env(
     let mut candidates: Vec<&str> = projects.iter().copied().chain(from_droplet).collect();
     candidates.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in candidates {
-        if let Some(env) = key.strip_prefix(p).and_then(|rest| rest.strip_prefix('-')) {
-            if !env.is_empty() {
-                return (p.to_string(), env.to_string());
-            }
+        if let Some(env) = key.strip_prefix(p).and_then(|rest| rest.strip_prefix('-'))
+            && !env.is_empty()
+        {
+            return (p.to_string(), env.to_string());
         }
     }
     match key.rsplit_once('-') {

@@ -18,7 +18,7 @@ use crate::output::{OutputFormat, print_json};
 fn spec_error(errors: SpecErrors) -> CliError {
     let io = errors
         .iter()
-        .any(|e| matches!(e.kind, SpecErrorKind::Io { .. }));
+        .any(|e| matches!(*e.kind, SpecErrorKind::Io { .. }));
     let count = errors.len();
     let mut text = errors.to_string();
     if count > 1 {
@@ -65,7 +65,7 @@ pub fn init(
             .unwrap_or_else(|| "templates".into()),
     };
     let written = spec::write_examples(dir, &templates, force).map_err(|e| {
-        if matches!(e.kind, SpecErrorKind::AlreadyExists) {
+        if matches!(*e.kind, SpecErrorKind::AlreadyExists) {
             CliError::Invalid(e.to_string())
         } else {
             CliError::Runtime(e.into())
