@@ -192,11 +192,7 @@ fn millis(
         return Err(invalid(
             field,
             v,
-            format!(
-                "must be between {} and {} ms",
-                range.start(),
-                range.end()
-            ),
+            format!("must be between {} and {} ms", range.start(), range.end()),
         ));
     }
     Ok(Duration::from_millis(v))

@@ -29,7 +29,10 @@ fn loads_file_with_defaults() {
     let c = AgentConfig::load(Some(f.path()), RawConfig::default()).unwrap();
     assert_eq!(c.node_name, "master");
     assert_eq!(c.grpc_advertise, "127.0.0.2:7400".parse().unwrap());
-    assert_eq!(c.gossip_advertise, c.gossip_listen, "advertise defaults to listen");
+    assert_eq!(
+        c.gossip_advertise, c.gossip_listen,
+        "advertise defaults to listen"
+    );
     assert!(c.bootstrap);
     assert_eq!(c.role, "web");
     assert_eq!(c.probe_interval, Duration::from_millis(200));
@@ -64,7 +67,13 @@ fn env_vars_are_read_through_clap() {
         raw: RawConfig,
     }
     // Flags win; the env var name is documented by the flag definition.
-    let cli = Cli::parse_from(["x", "--node-name", "n1", "--seeds", "127.0.0.1:1,127.0.0.1:2"]);
+    let cli = Cli::parse_from([
+        "x",
+        "--node-name",
+        "n1",
+        "--seeds",
+        "127.0.0.1:1,127.0.0.1:2",
+    ]);
     assert_eq!(cli.raw.node_name.as_deref(), Some("n1"));
     assert_eq!(cli.raw.seeds.unwrap().len(), 2);
     let cmd = <Cli as clap::CommandFactory>::command();
@@ -149,7 +158,10 @@ fn unknown_keys_and_missing_files_are_reported_with_path() {
     let err = AgentConfig::load(Some(f.path()), RawConfig::default()).unwrap_err();
     assert!(matches!(err, ConfigError::Parse { .. }));
     assert!(err.to_string().contains("node_nmae"), "{err}");
-    let err = AgentConfig::load(Some(Path::new("/nonexistent/agent.toml")), RawConfig::default())
-        .unwrap_err();
+    let err = AgentConfig::load(
+        Some(Path::new("/nonexistent/agent.toml")),
+        RawConfig::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/agent.toml"), "{err}");
 }

@@ -1,10 +1,13 @@
 //! The droplet agent library: everything that runs on a droplet, plus the
 //! pure decision code (`spec`, `plan`) that `infractl` shares.
 
-pub mod spec;
-pub mod topology;
+pub mod api;
 pub mod config;
 pub mod fault;
+pub mod health;
 pub mod membership;
+pub mod node;
 pub mod quorum;
+pub mod spec;
 pub mod tls;
+pub mod topology;

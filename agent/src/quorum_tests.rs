@@ -58,7 +58,10 @@ fn abstention_threshold_is_half_of_the_peers() {
 fn majority_of_monitors_confirms_once() {
     let mut q = five();
     q.record_vote(vote("b", "a", 7, 1_000)).unwrap();
-    assert!(q.evaluate(1_000).is_empty(), "one vote of three is not a majority");
+    assert!(
+        q.evaluate(1_000).is_empty(),
+        "one vote of three is not a majority"
+    );
     q.record_vote(vote("c", "a", 7, 1_100)).unwrap();
     let confirmed = q.evaluate(1_200);
     assert_eq!(confirmed.len(), 1);
@@ -162,7 +165,10 @@ fn isolated_observer_abstains() {
     let mut q = five();
     let mut isolated = vote("b", "a", 1, 100);
     isolated.observer_sees_down = 3;
-    assert_eq!(q.record_vote(isolated), Err(VoteRejection::ObserverAbstains));
+    assert_eq!(
+        q.record_vote(isolated),
+        Err(VoteRejection::ObserverAbstains)
+    );
     q.record_vote(vote("c", "a", 1, 100)).unwrap();
     assert!(q.evaluate(100).is_empty(), "only one counted vote");
 }

@@ -30,10 +30,7 @@ pub enum TlsError {
         source: std::io::Error,
     },
     #[error("invalid key in {path}: {source}")]
-    Key {
-        path: PathBuf,
-        source: rcgen::Error,
-    },
+    Key { path: PathBuf, source: rcgen::Error },
 }
 
 /// A certificate and its private key, PEM encoded. Debug hides the key.
@@ -231,6 +228,13 @@ impl TlsMaterial {
     }
 }
 
+/// Selects rustls' `ring` provider for this process (tonic's server side
+/// needs a process default when several providers are compiled in).
+/// Idempotent: a provider already installed is kept.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn read(path: &Path) -> Result<String, TlsError> {
     std::fs::read_to_string(path).map_err(|source| TlsError::Read {
         path: path.to_path_buf(),
@@ -273,8 +277,16 @@ mod tests {
         }
         let node = ca.issue_node("web1", &["127.0.0.5".into()]).unwrap();
         let (ncert, nkey) = node.write(dir.path(), "web1").unwrap();
-        assert!(std::fs::read_to_string(ncert).unwrap().contains("BEGIN CERTIFICATE"));
-        assert!(std::fs::read_to_string(nkey).unwrap().contains("PRIVATE KEY"));
+        assert!(
+            std::fs::read_to_string(ncert)
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        assert!(
+            std::fs::read_to_string(nkey)
+                .unwrap()
+                .contains("PRIVATE KEY")
+        );
         let reloaded = Ca::load(&cert, &key, "demo").unwrap();
         assert_eq!(reloaded.cert_pem(), ca.cert_pem());
         reloaded.issue_client("infractl").unwrap();

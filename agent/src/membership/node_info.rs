@@ -54,7 +54,11 @@ pub struct NodeInfo {
 
 impl HealthDigest {
     fn encode(&self) -> String {
-        format!("suspects={};lagging={}", self.suspects, u8::from(self.lagging))
+        format!(
+            "suspects={};lagging={}",
+            self.suspects,
+            u8::from(self.lagging)
+        )
     }
 
     fn decode(value: &str) -> Option<HealthDigest> {
@@ -112,7 +116,11 @@ impl NodeInfo {
             value: value.to_string(),
         };
         let version = need(K_VERSION)?;
-        if version.parse::<u32>().map_err(|_| bad(K_VERSION, version))? < 1 {
+        if version
+            .parse::<u32>()
+            .map_err(|_| bad(K_VERSION, version))?
+            < 1
+        {
             return Err(bad(K_VERSION, version));
         }
         let grpc = need(K_GRPC)?;

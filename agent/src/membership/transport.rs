@@ -158,8 +158,7 @@ impl Socket for AuthSocket {
                 Err(err)
                     if matches!(
                         err.kind(),
-                        std::io::ErrorKind::ConnectionRefused
-                            | std::io::ErrorKind::ConnectionReset
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
                     ) =>
                 {
                     continue;
