@@ -15,7 +15,14 @@ async fn killed_agent_is_confirmed_by_quorum_of_five() {
     let mut cluster = Cluster::start(5, 30).await;
     cluster.converge(5, Duration::from_secs(15)).await;
     wait_for("full ring assignment", Duration::from_secs(5), || {
-        (0..5).all(|i| cluster.node(i).status().members.iter().all(|m| m.monitors.len() == 3))
+        (0..5).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 3)
+        })
     })
     .await;
 
@@ -36,17 +43,33 @@ async fn killed_agent_is_confirmed_by_quorum_of_five() {
         })
     })
     .await;
-    eprintln!("kill -> confirmed on all survivors: {:?}", killed_at.elapsed());
+    eprintln!(
+        "kill -> confirmed on all survivors: {:?}",
+        killed_at.elapsed()
+    );
     assert!(took < Duration::from_secs(6));
 
     for &i in &survivors {
         let status = cluster.node(i).status();
-        let c = status.confirmed_failures.iter().find(|c| c.target == "n3").unwrap();
-        assert!(c.voters.len() >= 2, "a majority of n3's 3 monitors: {:?}", c.voters);
+        let c = status
+            .confirmed_failures
+            .iter()
+            .find(|c| c.target == "n3")
+            .unwrap();
+        assert!(
+            c.voters.len() >= 2,
+            "a majority of n3's 3 monitors: {:?}",
+            c.voters
+        );
         let n3 = status.members.iter().find(|m| m.name == "n3").unwrap();
         assert_eq!(n3.state, MemberState::Failed);
         // Nobody else is confirmed.
-        assert_eq!(status.confirmed_failures.len(), 1, "{:?}", status.confirmed_failures);
+        assert_eq!(
+            status.confirmed_failures.len(),
+            1,
+            "{:?}",
+            status.confirmed_failures
+        );
     }
     cluster.stop_all().await;
 }
@@ -56,7 +79,14 @@ async fn one_second_freeze_is_never_confirmed() {
     let mut cluster = Cluster::start(3, 40).await;
     cluster.converge(3, Duration::from_secs(10)).await;
     wait_for("full ring assignment", Duration::from_secs(5), || {
-        (0..3).all(|i| cluster.node(i).status().members.iter().all(|m| m.monitors.len() == 2))
+        (0..3).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 2)
+        })
     })
     .await;
 
@@ -64,7 +94,12 @@ async fn one_second_freeze_is_never_confirmed() {
     cluster.nodes[1].fault.set_paused(true);
     let frozen_at = Instant::now();
     wait_for("n1 suspected", Duration::from_secs(2), || {
-        cluster.node(0).status().suspicions.iter().any(|s| s.target == "n1")
+        cluster
+            .node(0)
+            .status()
+            .suspicions
+            .iter()
+            .any(|s| s.target == "n1")
     })
     .await;
     let remaining = Duration::from_secs(1).saturating_sub(frozen_at.elapsed());
@@ -86,6 +121,9 @@ async fn one_second_freeze_is_never_confirmed() {
     .await;
     assert!(quiet, "a 1 s freeze was confirmed as a failure");
     let status = cluster.node(2).status();
-    assert!(status.members.iter().all(|m| m.state == MemberState::Alive), "{status:?}");
+    assert!(
+        status.members.iter().all(|m| m.state == MemberState::Alive),
+        "{status:?}"
+    );
     cluster.stop_all().await;
 }
