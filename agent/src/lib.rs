@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod fault;
 pub mod health;
+pub mod local_cluster;
 pub mod membership;
 pub mod node;
 pub mod quorum;
