@@ -167,6 +167,11 @@ impl ProcessCluster {
         serde_json::from_str(&reply.into_inner().status_json).map_err(|e| err(e.to_string()))
     }
 
+    /// Client TLS (an `infractl` certificate of this cluster's CA).
+    pub fn client_tls(&self) -> tonic::transport::ClientTlsConfig {
+        self.client.client_config()
+    }
+
     /// SIGKILL agent `i` and reap it.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.agents[i].child.take() {
