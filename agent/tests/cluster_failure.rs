@@ -127,3 +127,76 @@ async fn one_second_freeze_is_never_confirmed() {
     );
     cluster.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_go_to_the_leader_only_with_a_leader_sink() {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use common::{Pki, TestNode, node_config};
+    use infra_agent::health::{GrpcProber, LeaderVotes};
+    use infra_agent::node::NodeDeps;
+
+    let pki = Pki::new("test");
+    let configs: Vec<_> = (0..4u8)
+        .scan(None, |seed, i| {
+            let c = node_config(
+                &pki,
+                &format!("n{i}"),
+                Ipv4Addr::new(127, 0, 0, 90 + i),
+                *seed,
+            );
+            seed.get_or_insert(c.gossip_advertise);
+            Some(c)
+        })
+        .collect();
+    // The "leader" is n0, as consensus would publish it.
+    let (_leader_tx, leader_rx) = tokio::sync::watch::channel(Some(configs[0].grpc_advertise));
+    let mut nodes = Vec::new();
+    for c in configs {
+        let clients = Arc::new(GrpcProber::new(
+            c.node_name.clone(),
+            pki.client(&c.node_name).client_config(),
+        ));
+        let deps = NodeDeps {
+            vote_sink: Some(Arc::new(LeaderVotes {
+                leader: Arc::new(leader_rx.clone()),
+                clients,
+                timeout: Duration::from_millis(500),
+            })),
+            ..NodeDeps::default()
+        };
+        nodes.push(TestNode::start_with(c, deps).await);
+    }
+    let mut cluster = Cluster { pki, nodes };
+    cluster.converge(4, Duration::from_secs(15)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..4).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 3)
+        })
+    })
+    .await;
+
+    cluster.nodes[3].node.take().unwrap().kill().await;
+    wait_for("leader confirms n3", Duration::from_secs(6), || {
+        cluster
+            .node(0)
+            .confirmed()
+            .borrow()
+            .iter()
+            .any(|c| c.target == "n3")
+    })
+    .await;
+    let voters = &cluster.node(0).status().confirmed_failures[0].voters;
+    assert!(voters.len() >= 2, "{voters:?}");
+    // Followers received no votes, so they confirm nothing themselves.
+    for i in [1, 2] {
+        assert!(cluster.node(i).confirmed().borrow().is_empty());
+    }
+    cluster.stop_all().await;
+}

@@ -177,6 +177,42 @@ impl VoteSink for BroadcastVotes {
     }
 }
 
+/// Where the current Raft leader's gRPC endpoint is; consensus provides it.
+pub trait LeaderLookup: Send + Sync + 'static {
+    fn leader(&self) -> Option<SocketAddr>;
+}
+
+/// A leader published on a watch channel (`None` while there is none).
+impl LeaderLookup for watch::Receiver<Option<SocketAddr>> {
+    fn leader(&self) -> Option<SocketAddr> {
+        *self.borrow()
+    }
+}
+
+/// Sends each vote to the current leader only (the recovery leader decides).
+pub struct LeaderVotes {
+    pub leader: Arc<dyn LeaderLookup>,
+    pub clients: Arc<GrpcProber>,
+    pub timeout: Duration,
+}
+
+#[async_trait]
+impl VoteSink for LeaderVotes {
+    async fn cast(&self, vote: Vote) {
+        let Some(addr) = self.leader.leader() else {
+            tracing::warn!(target_node = %vote.target, "no leader known: vote not sent");
+            return;
+        };
+        match self.clients.report(addr, &vote, self.timeout).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(%addr, target_node = %vote.target, "leader did not count the vote")
+            }
+            Err(err) => tracing::warn!(%addr, %err, "vote not delivered to the leader"),
+        }
+    }
+}
+
 /// Unix milliseconds now.
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use aggregator::{Aggregator, run_aggregator};
-pub use client::{BroadcastVotes, GrpcProber};
+pub use client::{BroadcastVotes, GrpcProber, LeaderLookup, LeaderVotes};
 pub use detector::{Detector, DueVote, STRETCH_FACTOR, TargetState};
 pub use monitor::{HealthSnapshot, MonitorConfig, Suspicion, run_monitor};
 

@@ -134,18 +134,13 @@ impl Cluster {
 
 impl TestNode {
     pub async fn start(config: AgentConfig) -> TestNode {
-        let fault = FaultSwitch::default();
+        TestNode::start_with(config, NodeDeps::default()).await
+    }
+
+    pub async fn start_with(config: AgentConfig, deps: NodeDeps) -> TestNode {
+        let fault = deps.fault.clone();
         let shutdown = CancellationToken::new();
-        let node = start(
-            config.clone(),
-            NodeDeps {
-                fault: fault.clone(),
-                ..NodeDeps::default()
-            },
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
+        let node = start(config.clone(), deps, shutdown.clone()).await.unwrap();
         TestNode {
             config,
             fault,
