@@ -1,9 +1,13 @@
 //! The droplet agent library: everything that runs on a droplet, plus the
 //! pure decision code (`spec`, `plan`) that `infractl` shares.
 
+pub mod api;
 pub mod config;
 pub mod fault;
+pub mod health;
+pub mod local_cluster;
 pub mod membership;
+pub mod node;
 pub mod plan;
 pub mod provider;
 pub mod quorum;

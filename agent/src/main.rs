@@ -1,1 +1,60 @@
-fn main() {}
+//! `infra-agent`: the droplet agent binary. Parses flags, sets up tracing,
+//! and runs the node until SIGTERM/SIGINT (clean leave) or a fatal error.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use infra_agent::config::{AgentConfig, RawConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "infra-agent", version, about = "The infra droplet agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run {
+        /// Agent config file (TOML); every field can also come from
+        /// INFRA_AGENT_* variables or the flags below.
+        #[arg(long, env = "INFRA_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: RawConfig,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let Command::Run { config, overrides } = Cli::parse().command;
+    let config = AgentConfig::load(config.as_deref(), overrides)?;
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install SIGTERM handler")?;
+    let node = infra_agent::node::run(config, shutdown);
+    tokio::pin!(node);
+    let result = tokio::select! {
+        r = &mut node => r,
+        _ = async {
+            tokio::select! {
+                _ = sigterm.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        } => {
+            tracing::info!("signal received: leaving the cluster");
+            signals.cancel();
+            node.await
+        }
+    };
+    result.context("agent failed")
+}

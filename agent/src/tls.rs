@@ -228,6 +228,13 @@ impl TlsMaterial {
     }
 }
 
+/// Selects rustls' `ring` provider for this process (tonic's server side
+/// needs a process default when several providers are compiled in).
+/// Idempotent: a provider already installed is kept.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn read(path: &Path) -> Result<String, TlsError> {
     std::fs::read_to_string(path).map_err(|source| TlsError::Read {
         path: path.to_path_buf(),

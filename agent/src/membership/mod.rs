@@ -163,12 +163,15 @@ impl Membership {
         self.handle.chitchat_id().gossip_advertise_addr
     }
 
-    /// Publishes a new health digest.
-    pub async fn set_health(&self, health: HealthDigest) {
-        let (k, v) = NodeInfo::health_kv(&health);
-        self.handle
-            .with_chitchat(|c| c.self_node_state().set(k.clone(), v.clone()))
-            .await;
+    pub fn auth_stats(&self) -> Arc<AuthStats> {
+        self.stats.clone()
+    }
+
+    /// A handle that publishes this node's health digest.
+    pub fn health_publisher(&self) -> HealthPublisher {
+        HealthPublisher {
+            chitchat: self.handle.chitchat(),
+        }
     }
 
     /// Announces a clean leave, gives gossip two rounds to spread it, then
@@ -195,6 +198,19 @@ impl Membership {
     /// Stops gossip without announcing anything (a crash, for tests).
     pub async fn abort(self) {
         self.handle.abort();
+    }
+}
+
+/// Publishes this node's health digest into gossip.
+#[derive(Clone)]
+pub struct HealthPublisher {
+    chitchat: SharedChitchat,
+}
+
+impl HealthPublisher {
+    pub async fn publish(&self, health: HealthDigest) {
+        let (k, v) = NodeInfo::health_kv(&health);
+        self.chitchat.lock().await.self_node_state().set(k, v);
     }
 }
 

@@ -1,0 +1,60 @@
+//! The one place where domain errors become `tonic::Status`.
+
+use tonic::Status;
+
+use crate::health::ProbeError;
+use crate::quorum::VoteRejection;
+
+/// Errors a handler can return, before they hit the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request field `{field}`: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+    #[error("not available yet: {0}")]
+    NotAvailableYet(&'static str),
+    #[error("probe failed: {0}")]
+    Probe(#[from] ProbeError),
+    #[error("vote rejected: {0:?}")]
+    VoteRejected(VoteRejection),
+    #[error("cannot serialize status: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Status {
+        let msg = err.to_string();
+        match err {
+            ApiError::InvalidArgument { .. } => Status::invalid_argument(msg),
+            ApiError::NotAvailableYet(_) => Status::unimplemented(msg),
+            ApiError::Probe(_) => Status::unavailable(msg),
+            ApiError::VoteRejected(_) => Status::failed_precondition(msg),
+            ApiError::Serialize(_) => Status::internal(msg),
+        }
+    }
+}
+
+/// A required non-empty string field.
+pub fn required(field: &'static str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::InvalidArgument {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let s: Status = ApiError::NotAvailableYet("Deploy").into();
+        assert_eq!(s.code(), tonic::Code::Unimplemented);
+        assert_eq!(s.message(), "not available yet: Deploy");
+        let s: Status = required("target", "").unwrap_err().into();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(s.message().contains("`target`"));
+    }
+}

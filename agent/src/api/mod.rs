@@ -1,0 +1,6 @@
+//! The agent's gRPC services. Handlers only translate wire types to domain
+//! calls and back; errors become `tonic::Status` in `error.rs` alone.
+
+pub mod control;
+pub mod error;
+pub mod health;

@@ -1,0 +1,354 @@
+//! One running agent: the mTLS gRPC server, membership, the health monitor
+//! and the quorum aggregator, all owned by one `JoinSet` and stopped
+//! together (clean leave on shutdown; abrupt stop for crash tests).
+
+mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra_proto::v1::control_server::ControlServer;
+use infra_proto::v1::health_server::HealthServer;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+pub use status::{
+    ConfirmedStatus, MemberState, MemberStatus, NodeStatus, STATUS_VERSION, StatusSource,
+};
+
+use crate::api::control::ControlApi;
+use crate::api::health::HealthApi;
+use crate::config::AgentConfig;
+use crate::fault::FaultSwitch;
+use crate::health::{
+    Aggregator, Assignment, BroadcastVotes, GrpcProber, HealthSnapshot, MonitorConfig, Prober,
+    VoteSink, ring_assignment, run_aggregator, run_monitor,
+};
+use crate::membership::{
+    AuthCounts, GossipKey, HealthDigest, KeyError, Membership, MembershipConfig, MembershipError,
+    MembershipView, NodeInfo, Presence, next_generation,
+};
+use crate::quorum::ConfirmedFailure;
+use crate::tls::{TlsError, TlsMaterial};
+
+/// How long a clean stop waits for tasks before aborting them.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    GossipKey(#[from] KeyError),
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    #[error("cannot listen for gRPC on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid TLS configuration: {0}")]
+    TlsConfig(String),
+    #[error("a newer generation of node {0} joined the cluster; this instance stopped")]
+    Zombie(String),
+}
+
+/// Optional inputs a caller can wire in (the lead plugs Raft in here).
+#[derive(Default)]
+pub struct NodeDeps {
+    /// Monitor assignment from the planner; `None` → ring over members.
+    pub assignment: Option<watch::Receiver<Assignment>>,
+    /// Where votes go; `None` → broadcast to every agent's aggregator.
+    pub vote_sink: Option<Arc<dyn VoteSink>>,
+    pub fault: FaultSwitch,
+}
+
+/// A started agent.
+pub struct RunningNode {
+    name: String,
+    tasks: JoinSet<()>,
+    membership: Membership,
+    inner: CancellationToken,
+    shutdown: CancellationToken,
+    zombie: CancellationToken,
+    status: Arc<StatusSource>,
+    aggregator: Arc<Aggregator>,
+}
+
+/// Runs an agent until `shutdown` is cancelled (then leaves cleanly) or a
+/// newer generation of it appears (zombie: error).
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
+    start(config, NodeDeps::default(), shutdown)
+        .await?
+        .wait()
+        .await
+}
+
+/// Starts every component of an agent.
+pub async fn start(
+    config: AgentConfig,
+    deps: NodeDeps,
+    shutdown: CancellationToken,
+) -> Result<RunningNode, NodeError> {
+    crate::tls::install_crypto_provider();
+    let tls = TlsMaterial::load(
+        &config.tls.ca_cert,
+        &config.tls.node_cert,
+        &config.tls.node_key,
+    )?;
+    let key = GossipKey::load(&config.gossip_key_file)?;
+    let generation = next_generation(&config.data_dir)?;
+    let inner = CancellationToken::new();
+    let zombie = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let listener = tokio::net::TcpListener::bind(config.grpc_listen)
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: config.grpc_listen,
+            source,
+        })?;
+    let info = NodeInfo {
+        role: config.role.clone(),
+        project: config.project.clone(),
+        grpc_addr: config.grpc_advertise,
+        generation,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        health: HealthDigest::default(),
+        presence: Presence::Up,
+    };
+    let membership = Membership::start(
+        MembershipConfig {
+            node_name: config.node_name.clone(),
+            cluster_id: config.cluster_id.clone(),
+            gossip_listen: config.gossip_listen,
+            gossip_advertise: config.gossip_advertise,
+            seeds: config.seeds.clone(),
+            gossip_interval: config.gossip_interval,
+            info,
+            key,
+        },
+        deps.fault.clone(),
+        &mut tasks,
+        inner.clone(),
+        zombie.clone(),
+    )
+    .await?;
+    let view = membership.view();
+
+    let assignment = match deps.assignment {
+        Some(a) => a,
+        None => {
+            let (tx, rx) = watch::channel(Assignment::new());
+            tasks.spawn(derive_assignment(view.clone(), tx, inner.clone()));
+            rx
+        }
+    };
+    let aggregator = Aggregator::new(config.suspicion_window * 2);
+    let clients = Arc::new(GrpcProber::new(
+        config.node_name.clone(),
+        tls.client_config(),
+    ));
+    let prober: Arc<dyn Prober> = clients.clone();
+    let votes = deps.vote_sink.unwrap_or_else(|| {
+        Arc::new(BroadcastVotes {
+            me: config.node_name.clone(),
+            local: aggregator.clone(),
+            clients: clients.clone(),
+            view: view.clone(),
+            timeout: config.probe_timeout * 2,
+        })
+    });
+    let (health_tx, health_rx) = watch::channel(HealthSnapshot::default());
+
+    let health_api = HealthApi {
+        node_name: config.node_name.clone(),
+        generation,
+        prober: prober.clone(),
+        aggregator: aggregator.clone(),
+        fault: deps.fault.clone(),
+    };
+    let status = Arc::new(StatusSource {
+        node: config.node_name.clone(),
+        generation,
+        view: view.clone(),
+        assignment: assignment.clone(),
+        health: health_rx.clone(),
+        confirmed: aggregator.confirmed(),
+        auth: membership.auth_stats(),
+    });
+    let server = Server::builder()
+        .tls_config(tls.server_config())
+        .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+        .add_service(HealthServer::new(health_api))
+        .add_service(ControlServer::new(ControlApi {
+            status: status.clone(),
+        }));
+    let stop = inner.clone();
+    let addr = config.grpc_listen;
+    tasks.spawn(async move {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        if let Err(err) = server
+            .serve_with_incoming_shutdown(incoming, stop.cancelled())
+            .await
+        {
+            tracing::error!(%addr, %err, "gRPC server stopped");
+        }
+    });
+
+    tasks.spawn(run_monitor(
+        MonitorConfig {
+            node_name: config.node_name.clone(),
+            interval: config.probe_interval,
+            probe_timeout: config.probe_timeout,
+            window: config.suspicion_window,
+        },
+        prober,
+        votes,
+        assignment.clone(),
+        view.clone(),
+        health_tx,
+        deps.fault.clone(),
+        inner.clone(),
+    ));
+    tasks.spawn(run_aggregator(
+        aggregator.clone(),
+        assignment,
+        view,
+        config.probe_interval / 2,
+        inner.clone(),
+    ));
+    tasks.spawn(publish_health(
+        health_rx,
+        membership.health_publisher(),
+        inner.clone(),
+    ));
+    tracing::info!(node = %config.node_name, generation, grpc = %config.grpc_advertise,
+        gossip = %config.gossip_advertise, "agent started");
+    Ok(RunningNode {
+        name: config.node_name,
+        tasks,
+        membership,
+        inner,
+        shutdown,
+        zombie,
+        status,
+        aggregator,
+    })
+}
+
+impl RunningNode {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.status.snapshot()
+    }
+
+    pub fn auth_counts(&self) -> AuthCounts {
+        self.membership.auth_counts()
+    }
+
+    pub fn view(&self) -> watch::Receiver<Arc<MembershipView>> {
+        self.membership.view()
+    }
+
+    /// Failures this node's aggregator confirmed.
+    pub fn confirmed(&self) -> watch::Receiver<Vec<ConfirmedFailure>> {
+        self.aggregator.confirmed()
+    }
+
+    /// Waits for shutdown (clean leave) or zombie detection.
+    pub async fn wait(self) -> Result<(), NodeError> {
+        let zombie = tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            _ = self.zombie.cancelled() => true,
+        };
+        let name = self.name.clone();
+        self.stop().await;
+        if zombie {
+            return Err(NodeError::Zombie(name));
+        }
+        Ok(())
+    }
+
+    /// Clean stop: announce the leave, stop every task, join them.
+    pub async fn stop(mut self) {
+        self.membership.leave().await;
+        self.inner.cancel();
+        let joined = tokio::time::timeout(STOP_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if joined.is_err() {
+            tracing::warn!(node = %self.name, "tasks did not stop in time; aborting them");
+            self.tasks.shutdown().await;
+        }
+        tracing::info!(node = %self.name, "agent stopped");
+    }
+
+    /// Abrupt stop with no goodbye (what a crash looks like to peers).
+    pub async fn kill(mut self) {
+        self.membership.abort().await;
+        self.inner.cancel();
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Keeps a ring assignment over all known members that have not left.
+async fn derive_assignment(
+    mut view: watch::Receiver<Arc<MembershipView>>,
+    tx: watch::Sender<Assignment>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let names: Vec<String> = view
+            .borrow_and_update()
+            .members
+            .values()
+            .filter(|m| m.info.presence == Presence::Up)
+            .map(|m| m.name.clone())
+            .collect();
+        let next: BTreeMap<_, _> = ring_assignment(&names);
+        tx.send_if_modified(|a| {
+            let changed = *a != next;
+            *a = next;
+            changed
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = view.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Gossips this node's health digest whenever it changes.
+async fn publish_health(
+    mut health: watch::Receiver<HealthSnapshot>,
+    publisher: crate::membership::HealthPublisher,
+    shutdown: CancellationToken,
+) {
+    let mut last = HealthDigest::default();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = health.changed() => if changed.is_err() { return },
+        }
+        let digest = {
+            let h = health.borrow_and_update();
+            HealthDigest {
+                suspects: h.suspicions.len() as u32,
+                lagging: h.stretched,
+            }
+        };
+        if digest != last {
+            publisher.publish(digest).await;
+            last = digest;
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Failure detection end to end, in process: a crashed agent is confirmed
+//! failed by the survivors' quorum within the deadline; an agent frozen for
+//! less than the suspicion window is suspected but never confirmed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, holds_for, wait_for};
+use infra_agent::node::MemberState;
+use tokio::time::Instant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_agent_is_confirmed_by_quorum_of_five() {
+    let mut cluster = Cluster::start(5, 30).await;
+    cluster.converge(5, Duration::from_secs(15)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..5).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 3)
+        })
+    })
+    .await;
+
+    let victim = cluster.nodes[3].node.take().unwrap();
+    let victim_generation = victim.status().generation;
+    let killed_at = Instant::now();
+    victim.kill().await;
+
+    let survivors = [0, 1, 2, 4];
+    let took = wait_for("quorum confirms n3", Duration::from_secs(6), || {
+        survivors.iter().all(|&i| {
+            cluster
+                .node(i)
+                .confirmed()
+                .borrow()
+                .iter()
+                .any(|c| c.target == "n3" && c.target_generation == victim_generation)
+        })
+    })
+    .await;
+    eprintln!(
+        "kill -> confirmed on all survivors: {:?}",
+        killed_at.elapsed()
+    );
+    assert!(took < Duration::from_secs(6));
+
+    for &i in &survivors {
+        let status = cluster.node(i).status();
+        let c = status
+            .confirmed_failures
+            .iter()
+            .find(|c| c.target == "n3")
+            .unwrap();
+        assert!(
+            c.voters.len() >= 2,
+            "a majority of n3's 3 monitors: {:?}",
+            c.voters
+        );
+        let n3 = status.members.iter().find(|m| m.name == "n3").unwrap();
+        assert_eq!(n3.state, MemberState::Failed);
+        // Nobody else is confirmed.
+        assert_eq!(
+            status.confirmed_failures.len(),
+            1,
+            "{:?}",
+            status.confirmed_failures
+        );
+    }
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_second_freeze_is_never_confirmed() {
+    let mut cluster = Cluster::start(3, 40).await;
+    cluster.converge(3, Duration::from_secs(10)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..3).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 2)
+        })
+    })
+    .await;
+
+    // Freeze n1 (no gossip, no probe answers, no probing) for 1 s.
+    cluster.nodes[1].fault.set_paused(true);
+    let frozen_at = Instant::now();
+    wait_for("n1 suspected", Duration::from_secs(2), || {
+        cluster
+            .node(0)
+            .status()
+            .suspicions
+            .iter()
+            .any(|s| s.target == "n1")
+    })
+    .await;
+    let remaining = Duration::from_secs(1).saturating_sub(frozen_at.elapsed());
+    let quiet = holds_for(remaining, || {
+        (0..3).all(|i| cluster.node(i).confirmed().borrow().is_empty())
+    })
+    .await;
+    cluster.nodes[1].fault.set_paused(false);
+    assert!(quiet, "confirmed during the freeze");
+
+    // The suspicion is refuted, and nothing gets confirmed afterwards.
+    wait_for("suspicion of n1 refuted", Duration::from_secs(3), || {
+        cluster.node(0).status().suspicions.is_empty()
+    })
+    .await;
+    let quiet = holds_for(Duration::from_secs(3), || {
+        (0..3).all(|i| cluster.node(i).confirmed().borrow().is_empty())
+    })
+    .await;
+    assert!(quiet, "a 1 s freeze was confirmed as a failure");
+    let status = cluster.node(2).status();
+    assert!(
+        status.members.iter().all(|m| m.state == MemberState::Alive),
+        "{status:?}"
+    );
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_go_to_the_leader_only_with_a_leader_sink() {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use common::{Pki, TestNode, node_config};
+    use infra_agent::health::{GrpcProber, LeaderVotes};
+    use infra_agent::node::NodeDeps;
+
+    let pki = Pki::new("test");
+    let configs: Vec<_> = (0..4u8)
+        .scan(None, |seed, i| {
+            let c = node_config(
+                &pki,
+                &format!("n{i}"),
+                Ipv4Addr::new(127, 0, 0, 90 + i),
+                *seed,
+            );
+            seed.get_or_insert(c.gossip_advertise);
+            Some(c)
+        })
+        .collect();
+    // The "leader" is n0, as consensus would publish it.
+    let (_leader_tx, leader_rx) = tokio::sync::watch::channel(Some(configs[0].grpc_advertise));
+    let mut nodes = Vec::new();
+    for c in configs {
+        let clients = Arc::new(GrpcProber::new(
+            c.node_name.clone(),
+            pki.client(&c.node_name).client_config(),
+        ));
+        let deps = NodeDeps {
+            vote_sink: Some(Arc::new(LeaderVotes {
+                leader: Arc::new(leader_rx.clone()),
+                clients,
+                timeout: Duration::from_millis(500),
+            })),
+            ..NodeDeps::default()
+        };
+        nodes.push(TestNode::start_with(c, deps).await);
+    }
+    let mut cluster = Cluster { pki, nodes };
+    cluster.converge(4, Duration::from_secs(15)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..4).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 3)
+        })
+    })
+    .await;
+
+    cluster.nodes[3].node.take().unwrap().kill().await;
+    wait_for("leader confirms n3", Duration::from_secs(6), || {
+        cluster
+            .node(0)
+            .confirmed()
+            .borrow()
+            .iter()
+            .any(|c| c.target == "n3")
+    })
+    .await;
+    let voters = &cluster.node(0).status().confirmed_failures[0].voters;
+    assert!(voters.len() >= 2, "{voters:?}");
+    // Followers received no votes, so they confirm nothing themselves.
+    for i in [1, 2] {
+        assert!(cluster.node(i).confirmed().borrow().is_empty());
+    }
+    cluster.stop_all().await;
+}
