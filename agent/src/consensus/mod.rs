@@ -262,6 +262,11 @@ impl Consensus {
         Ok(self.inner.shared.state())
     }
 
+    /// This node's applied cluster state, without any leader check.
+    pub fn local_state(&self) -> ClusterState {
+        self.inner.shared.state()
+    }
+
     /// Watches the index of the last applied log entry.
     pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
         self.inner.shared.subscribe()
