@@ -18,6 +18,7 @@ async fn leader_failover_time_over_repeated_kills() {
     c.form().await;
     let all = [0, 1, 2];
     let mut samples = Vec::new();
+    let mut elected = Vec::new();
     for trial in 0..TRIALS {
         let leader = c.wait_leader_among(&all).await;
         c.write_via(&[leader], event(&format!("before{trial}")), LONG)
@@ -25,6 +26,8 @@ async fn leader_failover_time_over_repeated_kills() {
         let survivors: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
         let killed = Instant::now();
         c.stop(leader).await;
+        c.wait_leader_among(&survivors).await;
+        elected.push(killed.elapsed());
         c.write_via(&survivors, event(&format!("after{trial}")), LONG)
             .await;
         samples.push(killed.elapsed());
@@ -37,7 +40,13 @@ async fn leader_failover_time_over_repeated_kills() {
         .await;
     }
     let (p50, p99) = (percentile(&samples, 50), percentile(&samples, 99));
-    println!("failover over {TRIALS} kills (ms): p50 {p50}, p99 {p99}, all {samples:?}");
+    println!(
+        "new leader elected after (ms): p50 {}, p99 {}",
+        percentile(&elected, 50),
+        percentile(&elected, 99)
+    );
+    println!("first write accepted after (ms) over {TRIALS} kills: p50 {p50}, p99 {p99}");
+    println!("samples: {samples:?}");
     // The goal is 1.5 s; the bound leaves room for a loaded 2-core machine.
     assert!(p99 < 3000, "p99 failover {p99} ms");
     c.shutdown().await;

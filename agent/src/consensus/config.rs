@@ -6,6 +6,14 @@ use super::ConsensusError;
 
 /// Raft settings of an agent. The defaults aim at a new leader accepting
 /// writes within about a second of the old one dying.
+///
+/// Note openraft 0.9's leader lease: a follower that has seen a committed
+/// leader waits `election_max_ms` (the lease) *plus* its random election
+/// timeout before it campaigns, and runs that check every
+/// 1.5 x `heartbeat_ms`. With the defaults a leader's death is acted on
+/// after 800..1000 ms (+150 ms tick), and a follower only campaigns after
+/// at least 800 ms without heartbeats (8 missed), which tolerates short
+/// pauses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsensusConfig {
     pub cluster_name: String,
@@ -27,8 +35,8 @@ impl Default for ConsensusConfig {
         Self {
             cluster_name: "infra".into(),
             heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 800,
+            election_min_ms: 300,
+            election_max_ms: 500,
             snapshot_every: 500,
             logs_kept_after_snapshot: 100,
         }
@@ -73,7 +81,7 @@ mod tests {
     fn defaults_are_valid_and_fast() {
         let c = ConsensusConfig::default().to_openraft().unwrap();
         assert!(c.heartbeat_interval < c.election_timeout_min);
-        assert!(c.election_timeout_max <= 800);
+        assert!(c.election_timeout_max <= 500);
     }
 
     #[test]
