@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod consensus;
 pub mod fault;
 pub mod health;
 pub mod local_cluster;
@@ -12,5 +13,6 @@ pub mod plan;
 pub mod provider;
 pub mod quorum;
 pub mod spec;
+pub mod state;
 pub mod tls;
 pub mod topology;

@@ -1,0 +1,58 @@
+//! The gRPC `Raft` service: decodes openraft RPCs from `RaftMessage`,
+//! hands them to the local Raft node, and encodes the result.
+
+use infra_proto::v1::RaftMessage;
+use infra_proto::v1::raft_server::{Raft as RaftRpc, RaftServer};
+use tonic::{Request, Response, Status};
+
+use crate::consensus::{Raft, wire};
+
+/// Serves Raft RPCs from peers for the local node.
+#[derive(Clone)]
+pub struct RaftService {
+    raft: Raft,
+}
+
+impl RaftService {
+    pub fn new(raft: Raft) -> Self {
+        Self { raft }
+    }
+
+    /// The tonic server, with message limits large enough for snapshots.
+    pub fn into_server(self) -> RaftServer<Self> {
+        RaftServer::new(self)
+            .max_decoding_message_size(wire::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(wire::MAX_MESSAGE_BYTES)
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(req: &Request<RaftMessage>) -> Result<T, Status> {
+    wire::decode(req.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(&request)?;
+        let result = self.raft.append_entries(rpc).await;
+        Ok(Response::new(wire::encode(&result)))
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(&request)?;
+        let result = self.raft.vote(rpc).await;
+        Ok(Response::new(wire::encode(&result)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(&request)?;
+        let result = self.raft.install_snapshot(rpc).await;
+        Ok(Response::new(wire::encode(&result)))
+    }
+}

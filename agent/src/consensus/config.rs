@@ -1,0 +1,102 @@
+//! Raft timing and compaction settings, validated into openraft's `Config`.
+
+use serde::{Deserialize, Serialize};
+
+use super::ConsensusError;
+
+/// Raft settings of an agent. The defaults aim at a new leader accepting
+/// writes within about a second of the old one dying.
+///
+/// Note openraft 0.9's leader lease: a follower that has seen a committed
+/// leader waits `election_max_ms` (the lease) *plus* its random election
+/// timeout before it campaigns, and runs that check every
+/// 1.5 x `heartbeat_ms`. With the defaults a leader's death is acted on
+/// after 800..1000 ms (+150 ms tick), and a follower only campaigns after
+/// at least 800 ms without heartbeats (8 missed), which tolerates short
+/// pauses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsensusConfig {
+    pub cluster_name: String,
+    /// Leader heartbeat period.
+    pub heartbeat_ms: u64,
+    /// A follower that hears no leader for a random time in
+    /// `[election_min_ms, election_max_ms)` starts an election.
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot (and purge the log) every this many applied entries.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind the snapshot, so slightly lagging
+    /// followers catch up from the log rather than a snapshot.
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        Self {
+            cluster_name: "infra".into(),
+            heartbeat_ms: 100,
+            election_min_ms: 300,
+            election_max_ms: 500,
+            snapshot_every: 500,
+            logs_kept_after_snapshot: 100,
+        }
+    }
+}
+
+impl ConsensusConfig {
+    /// The validated openraft configuration.
+    pub fn to_openraft(&self) -> Result<openraft::Config, ConsensusError> {
+        if self.snapshot_every == 0 {
+            return Err(ConsensusError::Config(
+                "snapshot_every must be at least 1".into(),
+            ));
+        }
+        let config = openraft::Config {
+            cluster_name: self.cluster_name.clone(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            // Snapshot chunks travel as JSON number arrays (about 4x larger):
+            // keep them well under the gRPC message limit.
+            snapshot_max_chunk_size: 256 * 1024,
+            install_snapshot_timeout: 2000,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| {
+            ConsensusError::Config(format!(
+                "heartbeat_ms={} election_min_ms={} election_max_ms={}: {e}",
+                self.heartbeat_ms, self.election_min_ms, self.election_max_ms
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_fast() {
+        let c = ConsensusConfig::default().to_openraft().unwrap();
+        assert!(c.heartbeat_interval < c.election_timeout_min);
+        assert!(c.election_timeout_max <= 500);
+    }
+
+    #[test]
+    fn heartbeat_not_below_election_timeout_is_rejected() {
+        let bad = ConsensusConfig {
+            heartbeat_ms: 500,
+            election_min_ms: 400,
+            ..Default::default()
+        };
+        let err = bad.to_openraft().unwrap_err().to_string();
+        assert!(err.contains("heartbeat_ms=500"), "{err}");
+        let bad = ConsensusConfig {
+            snapshot_every: 0,
+            ..Default::default()
+        };
+        assert!(bad.to_openraft().is_err());
+    }
+}

@@ -1,0 +1,303 @@
+//! Raft glue: durable log and snapshot storage, the gRPC transport, and the
+//! [`Consensus`] handle through which the agent writes commands to and reads
+//! the replicated [`ClusterState`].
+
+mod config;
+pub mod frame;
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+pub mod types;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ConsensusConfig;
+pub use log_store::{LogLoadError, LogStore};
+pub use network::{ChannelError, ChannelFactory, Network, PlainChannels};
+pub use state_machine::{Shared, StateMachineStore};
+pub use types::{NodeId, NodeInfo, Raft, TypeConfig, node_id};
+
+use crate::state::{ClusterState, Command, CommandEnvelope, Response};
+
+/// This node is not the leader; the caller should forward to `leader`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotLeader {
+    pub leader_id: Option<NodeId>,
+    /// Name and address of the leader, when known.
+    pub leader: Option<NodeInfo>,
+}
+
+impl std::fmt::Display for NotLeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.leader {
+            Some(l) => write!(f, "not the leader; the leader is {l}"),
+            None => write!(f, "not the leader; no leader is known"),
+        }
+    }
+}
+
+impl From<ForwardToLeader<NodeId, NodeInfo>> for NotLeader {
+    fn from(f: ForwardToLeader<NodeId, NodeInfo>) -> Self {
+        Self {
+            leader_id: f.leader_id,
+            leader: f.leader_node,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    #[error("invalid consensus config: {0}")]
+    Config(String),
+    #[error("raft storage: {0}")]
+    Storage(#[from] LogLoadError),
+    #[error("{0}")]
+    NotLeader(NotLeader),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl ConsensusError {
+    /// The leader to forward to, if this error says "not the leader".
+    pub fn not_leader(&self) -> Option<&NotLeader> {
+        match self {
+            ConsensusError::NotLeader(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+fn raft_err<E: std::fmt::Display>(e: E) -> ConsensusError {
+    ConsensusError::Raft(e.to_string())
+}
+
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> ConsensusError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ConsensusError::NotLeader(f.into())
+        }
+        other => raft_err(other),
+    }
+}
+
+/// A snapshot of this node's view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsensusMetrics {
+    pub id: NodeId,
+    pub state: ServerState,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    /// Index of the last entry applied to the state machine (committed).
+    pub last_applied: Option<u64>,
+    /// Index covered by the latest snapshot.
+    pub snapshot: Option<u64>,
+    pub leader: Option<NodeId>,
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+    /// All members (voters and learners) with their info.
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+}
+
+/// A running Raft node. Cheap to clone; every clone drives the same node.
+#[derive(Clone)]
+pub struct Consensus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    info: NodeInfo,
+    raft: Raft,
+    shared: Arc<Shared>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Consensus {
+    /// Opens the node's storage in `data_dir` and starts Raft. The node id
+    /// is derived from `info.name`. When `shutdown` is cancelled, Raft shuts
+    /// down; [`Consensus::stopped`] waits for it.
+    pub async fn start(
+        info: NodeInfo,
+        data_dir: &Path,
+        config: &ConsensusConfig,
+        channels: Arc<dyn ChannelFactory>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ConsensusError> {
+        let raft_config = Arc::new(config.to_openraft()?);
+        let log = LogStore::open(data_dir)?;
+        let sm = StateMachineStore::open(data_dir)?;
+        let shared = sm.shared();
+        let id = info.id();
+        let network = Network::new(id, channels);
+        let raft = Raft::new(id, raft_config, network, log, sm)
+            .await
+            .map_err(raft_err)?;
+        let stopper = raft.clone();
+        let task = tokio::spawn(async move {
+            shutdown.cancelled().await;
+            if let Err(e) = stopper.shutdown().await {
+                tracing::warn!("raft shutdown: {e}");
+            }
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                info,
+                raft,
+                shared,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// Waits until the node has shut down (after the token was cancelled).
+    pub async fn stopped(&self) {
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::warn!("raft shutdown task: {e}");
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.info.id()
+    }
+
+    pub fn info(&self) -> &NodeInfo {
+        &self.inner.info
+    }
+
+    /// The openraft handle (for the gRPC service).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// Initializes a one-node cluster made of this node. Returns `false`
+    /// when the node was already initialized (e.g. after a restart).
+    pub async fn bootstrap(&self) -> Result<bool, ConsensusError> {
+        if self.inner.raft.is_initialized().await.map_err(raft_err)? {
+            return Ok(false);
+        }
+        let members = BTreeMap::from([(self.id(), self.inner.info.clone())]);
+        self.inner
+            .raft
+            .initialize(members)
+            .await
+            .map_err(raft_err)?;
+        Ok(true)
+    }
+
+    /// Adds `node` as a learner and waits until it has caught up.
+    pub async fn add_learner(&self, node: NodeInfo) -> Result<(), ConsensusError> {
+        self.inner
+            .raft
+            .add_learner(node.id(), node, true)
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    /// Makes `voters` the voter set; members dropped from it stay learners.
+    /// Every voter must already be a member (added with `add_learner`).
+    pub async fn change_voters(&self, voters: BTreeSet<NodeId>) -> Result<(), ConsensusError> {
+        self.inner
+            .raft
+            .change_membership(voters, true)
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    /// Removes `ids` from the cluster entirely (voters must be demoted first).
+    pub async fn remove_nodes(&self, ids: BTreeSet<NodeId>) -> Result<(), ConsensusError> {
+        self.inner
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    /// Commits `command` and returns its result. On a follower this fails
+    /// with [`ConsensusError::NotLeader`] naming the leader to forward to.
+    pub async fn write(&self, command: Command) -> Result<Response, ConsensusError> {
+        let resp = self
+            .inner
+            .raft
+            .client_write(CommandEnvelope::new(command))
+            .await
+            .map_err(write_err)?;
+        Ok(resp.data)
+    }
+
+    /// The cluster state. With `linearizable`, first confirms leadership
+    /// with a quorum and waits until every committed entry is applied
+    /// (leader only; followers get `NotLeader`).
+    pub async fn read_state(&self, linearizable: bool) -> Result<ClusterState, ConsensusError> {
+        if linearizable {
+            self.inner
+                .raft
+                .ensure_linearizable()
+                .await
+                .map_err(|e| match e {
+                    RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+                        ConsensusError::NotLeader(f.into())
+                    }
+                    other => raft_err(other),
+                })?;
+        }
+        Ok(self.inner.shared.state())
+    }
+
+    /// This node's applied cluster state, without any leader check.
+    pub fn local_state(&self) -> ClusterState {
+        self.inner.shared.state()
+    }
+
+    /// Watches the index of the last applied log entry.
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.inner.shared.subscribe()
+    }
+
+    /// The current leader, if known.
+    pub fn leader(&self) -> Option<NodeInfo> {
+        let m = self.metrics();
+        m.leader.and_then(|id| m.nodes.get(&id).cloned())
+    }
+
+    pub fn metrics(&self) -> ConsensusMetrics {
+        let rx = self.inner.raft.metrics();
+        let m = rx.borrow();
+        let membership = m.membership_config.membership();
+        ConsensusMetrics {
+            id: m.id,
+            state: m.state,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            snapshot: m.snapshot.map(|l| l.index),
+            leader: m.current_leader,
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            nodes: membership.nodes().map(|(id, n)| (*id, n.clone())).collect(),
+        }
+    }
+
+    /// Raw openraft metrics, for waiting on conditions.
+    pub fn raft_metrics(&self) -> watch::Receiver<types::RaftMetrics> {
+        self.inner.raft.metrics()
+    }
+}

@@ -1,0 +1,459 @@
+//! The replicated cluster state: what every agent agrees on through Raft
+//! (topology, droplet records, confirmed failures, recoveries, releases,
+//! snapshots, events) and the pure, deterministic `apply` of commands.
+
+mod command;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+pub use command::{
+    COMMAND_VERSION, Command, CommandEnvelope, DropletStatus, FencingToken, RecoveryPhase, Response,
+};
+
+use crate::topology::Topology;
+
+/// Version of the serialized cluster state.
+pub const STATE_VERSION: u32 = 1;
+/// Events kept in the audit log; older ones are dropped.
+pub const MAX_EVENTS: usize = 256;
+/// Releases kept per project environment (for rollbacks).
+pub const MAX_RELEASES: usize = 20;
+/// Snapshots remembered per droplet.
+pub const MAX_SNAPSHOTS: usize = 10;
+
+/// The Raft state machine's data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub version: u32,
+    pub topology: Topology,
+    /// Runtime records by droplet name.
+    pub droplets: BTreeMap<String, DropletRecord>,
+    /// Latest confirmed failure per droplet name.
+    pub failures: BTreeMap<String, ConfirmedFailure>,
+    /// Latest recovery (open or closed) per droplet name.
+    pub recoveries: BTreeMap<String, Recovery>,
+    /// Release history per `<project>/<environment>`, oldest first.
+    pub releases: BTreeMap<String, Vec<Release>>,
+    /// Known provider snapshots per droplet, oldest first.
+    pub snapshots: BTreeMap<String, Vec<SnapshotRecord>>,
+    /// Bounded audit log, oldest first.
+    pub events: VecDeque<Event>,
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        Self {
+            version: STATE_VERSION,
+            topology: Topology::default(),
+            droplets: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            recoveries: BTreeMap::new(),
+            releases: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            events: VecDeque::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropletRecord {
+    pub provider_id: Option<u64>,
+    pub ip: Option<String>,
+    /// Incarnation: bumped each time the droplet is re-created.
+    pub generation: u64,
+    pub status: DropletStatus,
+    pub updated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmedFailure {
+    pub name: String,
+    pub generation: u64,
+    pub confirmed_at_ms: u64,
+    /// Raft term of the leader that committed the confirmation.
+    pub term: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub name: String,
+    /// Incarnation of the droplet that failed.
+    pub generation: u64,
+    pub phase: RecoveryPhase,
+    pub started_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub fencing: FencingToken,
+    /// Phases reached so far with their times, oldest first.
+    pub history: Vec<(String, u64)>,
+}
+
+impl Recovery {
+    pub fn is_open(&self) -> bool {
+        self.finished_at_ms.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub tag: String,
+    /// Image id per service name.
+    pub images: BTreeMap<String, String>,
+    pub deployed_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub snapshot_id: String,
+    pub name: String,
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Raft log index of the command that produced the event.
+    pub index: u64,
+    pub at_ms: u64,
+    pub message: String,
+}
+
+fn rejected(reason: impl Into<String>) -> Response {
+    Response::Rejected {
+        reason: reason.into(),
+    }
+}
+
+/// Key of the release history of a project environment.
+pub fn release_key(project: &str, environment: &str) -> String {
+    format!("{project}/{environment}")
+}
+
+impl ClusterState {
+    /// Open recovery of `name`, if any.
+    pub fn open_recovery(&self, name: &str) -> Option<&Recovery> {
+        self.recoveries.get(name).filter(|r| r.is_open())
+    }
+
+    /// The release currently deployed to `project`/`environment`.
+    pub fn current_release(&self, project: &str, environment: &str) -> Option<&Release> {
+        self.releases
+            .get(&release_key(project, environment))?
+            .last()
+    }
+
+    /// The newest known snapshot of `droplet`.
+    pub fn latest_snapshot(&self, droplet: &str) -> Option<&SnapshotRecord> {
+        self.snapshots
+            .get(droplet)?
+            .iter()
+            .max_by_key(|s| s.created_at_ms)
+    }
+
+    fn event(&mut self, index: u64, at_ms: u64, message: String) {
+        self.events.push_back(Event {
+            index,
+            at_ms,
+            message,
+        });
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    /// Applies the command committed at `log_index` in `term`. Pure and
+    /// deterministic: the same commands in the same order give the same state.
+    pub fn apply(&mut self, envelope: &CommandEnvelope, log_index: u64, term: u64) -> Response {
+        if envelope.version != COMMAND_VERSION {
+            return rejected(format!(
+                "unsupported command version {} (this agent understands {COMMAND_VERSION})",
+                envelope.version
+            ));
+        }
+        let token = FencingToken {
+            term,
+            index: log_index,
+        };
+        match &envelope.command {
+            Command::SetTopology { topology, at_ms } => {
+                if &self.topology == topology {
+                    return Response::Unchanged;
+                }
+                self.topology = topology.clone();
+                let msg = format!(
+                    "topology set: {} droplets, {} services",
+                    topology.droplets.len(),
+                    topology.services.len()
+                );
+                self.event(log_index, *at_ms, msg);
+                Response::Applied
+            }
+            Command::UpsertDroplet {
+                name,
+                provider_id,
+                ip,
+                generation,
+                status,
+                at_ms,
+            } => {
+                if let Some(old) = self
+                    .droplets
+                    .get(name)
+                    .filter(|o| *generation < o.generation)
+                {
+                    return rejected(format!(
+                        "droplet {name}: generation {generation} is older than recorded {}",
+                        old.generation
+                    ));
+                }
+                let record = DropletRecord {
+                    provider_id: *provider_id,
+                    ip: ip.clone(),
+                    generation: *generation,
+                    status: *status,
+                    updated_at_ms: *at_ms,
+                };
+                let unchanged = self.droplets.get(name).is_some_and(|old| {
+                    old.provider_id == record.provider_id
+                        && old.ip == record.ip
+                        && old.generation == record.generation
+                        && old.status == record.status
+                });
+                if unchanged {
+                    return Response::Unchanged;
+                }
+                self.droplets.insert(name.clone(), record);
+                let msg = format!("droplet {name} generation {generation} is {status:?}");
+                self.event(log_index, *at_ms, msg);
+                Response::Applied
+            }
+            Command::RemoveDroplet { name, at_ms } => {
+                if self.droplets.remove(name).is_none() {
+                    return Response::Unchanged;
+                }
+                self.snapshots.remove(name);
+                self.event(log_index, *at_ms, format!("droplet {name} removed"));
+                Response::Applied
+            }
+            Command::ConfirmFailure {
+                name,
+                generation,
+                at_ms,
+            } => self.confirm_failure(name, *generation, *at_ms, token),
+            Command::TakeOverRecovery { name, at_ms } => {
+                let Some(recovery) = self.recoveries.get_mut(name).filter(|r| r.is_open()) else {
+                    return rejected(format!("droplet {name}: no open recovery to take over"));
+                };
+                recovery.fencing = token;
+                let msg = format!("recovery of {name} taken over with fencing token {token}");
+                self.event(log_index, *at_ms, msg);
+                Response::Recovery {
+                    fencing: token,
+                    opened: false,
+                }
+            }
+            Command::RecoveryStep {
+                name,
+                fencing,
+                phase,
+                at_ms,
+            } => self.recovery_step(name, *fencing, phase, *at_ms, log_index),
+            Command::RecordRelease {
+                project,
+                environment,
+                tag,
+                images,
+                at_ms,
+            } => {
+                let history = self
+                    .releases
+                    .entry(release_key(project, environment))
+                    .or_default();
+                if history
+                    .last()
+                    .is_some_and(|r| &r.tag == tag && &r.images == images)
+                {
+                    return Response::Unchanged;
+                }
+                history.push(Release {
+                    tag: tag.clone(),
+                    images: images.clone(),
+                    deployed_at_ms: *at_ms,
+                });
+                if history.len() > MAX_RELEASES {
+                    history.remove(0);
+                }
+                let msg = format!("release {tag} deployed to {project}/{environment}");
+                self.event(log_index, *at_ms, msg);
+                Response::Applied
+            }
+            Command::RecordSnapshot {
+                droplet,
+                snapshot_id,
+                name,
+                at_ms,
+            } => {
+                let list = self.snapshots.entry(droplet.clone()).or_default();
+                if list.iter().any(|s| &s.snapshot_id == snapshot_id) {
+                    return Response::Unchanged;
+                }
+                list.push(SnapshotRecord {
+                    snapshot_id: snapshot_id.clone(),
+                    name: name.clone(),
+                    created_at_ms: *at_ms,
+                });
+                list.sort_by_key(|s| s.created_at_ms);
+                if list.len() > MAX_SNAPSHOTS {
+                    list.remove(0);
+                }
+                let msg = format!("snapshot {name} ({snapshot_id}) of {droplet}");
+                self.event(log_index, *at_ms, msg);
+                Response::Applied
+            }
+            Command::ForgetSnapshot {
+                droplet,
+                snapshot_id,
+            } => {
+                let Some(list) = self.snapshots.get_mut(droplet) else {
+                    return Response::Unchanged;
+                };
+                let before = list.len();
+                list.retain(|s| &s.snapshot_id != snapshot_id);
+                if list.len() == before {
+                    Response::Unchanged
+                } else {
+                    Response::Applied
+                }
+            }
+            Command::RecordEvent { message, at_ms } => {
+                self.event(log_index, *at_ms, message.clone());
+                Response::Applied
+            }
+        }
+    }
+
+    fn confirm_failure(
+        &mut self,
+        name: &str,
+        generation: u64,
+        at_ms: u64,
+        token: FencingToken,
+    ) -> Response {
+        if let Some(record) = self
+            .droplets
+            .get(name)
+            .filter(|r| generation < r.generation)
+        {
+            return rejected(format!(
+                "droplet {name}: failure of generation {generation} is stale (current generation {})",
+                record.generation
+            ));
+        }
+        if let Some(open) = self.open_recovery(name) {
+            if open.generation == generation {
+                return Response::Recovery {
+                    fencing: open.fencing,
+                    opened: false,
+                };
+            }
+            return rejected(format!(
+                "droplet {name}: a recovery of generation {} is still open",
+                open.generation
+            ));
+        }
+        if self
+            .recoveries
+            .get(name)
+            .is_some_and(|r| r.generation >= generation)
+        {
+            return rejected(format!(
+                "droplet {name}: generation {generation} was already recovered"
+            ));
+        }
+        self.failures.insert(
+            name.to_string(),
+            ConfirmedFailure {
+                name: name.to_string(),
+                generation,
+                confirmed_at_ms: at_ms,
+                term: token.term,
+            },
+        );
+        self.recoveries.insert(
+            name.to_string(),
+            Recovery {
+                name: name.to_string(),
+                generation,
+                phase: RecoveryPhase::Confirmed,
+                started_at_ms: at_ms,
+                finished_at_ms: None,
+                fencing: token,
+                history: vec![(RecoveryPhase::Confirmed.name().to_string(), at_ms)],
+            },
+        );
+        if let Some(record) = self.droplets.get_mut(name) {
+            record.status = DropletStatus::Failed;
+            record.updated_at_ms = at_ms;
+        }
+        let msg = format!("failure of {name} generation {generation} confirmed (fencing {token})");
+        self.event(token.index, at_ms, msg);
+        Response::Recovery {
+            fencing: token,
+            opened: true,
+        }
+    }
+
+    fn recovery_step(
+        &mut self,
+        name: &str,
+        fencing: FencingToken,
+        phase: &RecoveryPhase,
+        at_ms: u64,
+        log_index: u64,
+    ) -> Response {
+        let Some(recovery) = self.recoveries.get_mut(name) else {
+            return rejected(format!("droplet {name}: no recovery"));
+        };
+        if fencing != recovery.fencing {
+            return rejected(format!(
+                "droplet {name}: fencing token {fencing} does not match the recovery's {}",
+                recovery.fencing
+            ));
+        }
+        if &recovery.phase == phase {
+            return Response::Unchanged;
+        }
+        if !recovery.is_open() {
+            return rejected(format!(
+                "droplet {name}: recovery already finished ({})",
+                recovery.phase.name()
+            ));
+        }
+        recovery.phase = phase.clone();
+        recovery.history.push((phase.name().to_string(), at_ms));
+        if phase.is_terminal() {
+            recovery.finished_at_ms = Some(at_ms);
+        }
+        let generation = recovery.generation;
+        if let Some(record) = self.droplets.get_mut(name) {
+            record.updated_at_ms = at_ms;
+            match phase {
+                RecoveryPhase::Restoring { .. } => record.status = DropletStatus::Recovering,
+                RecoveryPhase::Restored { provider_id, ip } => {
+                    record.provider_id = Some(*provider_id);
+                    record.ip = Some(ip.clone());
+                    record.generation = record.generation.max(generation + 1);
+                    record.status = DropletStatus::Recovering;
+                }
+                RecoveryPhase::Done => record.status = DropletStatus::Active,
+                _ => {}
+            }
+        }
+        let msg = format!("recovery of {name}: {}", phase.name());
+        self.event(log_index, at_ms, msg);
+        Response::Applied
+    }
+}
