@@ -5,4 +5,3 @@ pub mod control;
 pub mod error;
 pub mod health;
 pub mod raft;
-//! The agent's gRPC services: translate wire types, call domain code.
