@@ -177,9 +177,11 @@ impl Nginx {
         let generation = self.generation() + 1;
         self.write_checked(cfg, generation).await?;
         let conf = self.conf_path().to_string_lossy().into_owned();
+        let old_workers = self.master_pid().map(workers_of).unwrap_or_default();
         self.nginx("reload", &["-c", &conf, "-s", "reload"]).await?;
         self.wait_generation(cfg.listen, generation, "reload")
             .await?;
+        self.wait_old_workers_quiet(&old_workers).await?;
         let mut st = self.state.lock().expect("nginx state");
         st.config = Some(cfg.clone());
         st.generation = generation;
@@ -220,6 +222,43 @@ impl Nginx {
         })
     }
 
+    /// The master's pid from `<prefix>/logs/nginx.pid`.
+    pub fn master_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.prefix.join("logs/nginx.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// After a reload, old workers finish their requests but must stop
+    /// accepting: wait until each is gone or titled "shutting down" (nginx
+    /// sets that title as it closes its listening sockets).
+    async fn wait_old_workers_quiet(&self, old: &[u32]) -> Result<(), LbError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let busy: Vec<u32> = old
+                .iter()
+                .copied()
+                .filter(|pid| {
+                    proc_title(*pid).is_some_and(|t| {
+                        t.contains("worker process") && !t.contains("shutting down")
+                    })
+                })
+                .collect();
+            if busy.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LbError::Nginx {
+                    action: "reload",
+                    output: format!("old workers {busy:?} still accepting after {READY_TIMEOUT:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Stops the instance started by [`Nginx::start`] (fast shutdown).
     pub async fn stop(&self) -> Result<(), LbError> {
         let child = self.state.lock().expect("nginx state").child.take();
@@ -255,6 +294,32 @@ impl Drop for Nginx {
             let _ = child.start_kill();
         }
     }
+}
+
+/// The process title (`/proc/<pid>/cmdline`), if the process exists.
+fn proc_title(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(String::from_utf8_lossy(&raw).replace('\0', " "))
+}
+
+/// Pids of the worker processes whose parent is `master`.
+fn workers_of(master: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Fields after the parenthesised command: state, ppid.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(master)
+        })
+        .filter(|pid| proc_title(*pid).is_some_and(|t| t.contains("worker process")))
+        .collect()
 }
 
 fn write_synced(path: &Path, text: &str) -> Result<(), LbError> {
