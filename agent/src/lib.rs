@@ -4,14 +4,17 @@
 pub mod api;
 pub mod config;
 pub mod consensus;
+pub mod deploy;
 pub mod fault;
 pub mod health;
+pub mod lb;
 pub mod local_cluster;
 pub mod membership;
 pub mod node;
 pub mod plan;
 pub mod provider;
 pub mod quorum;
+pub mod runtime;
 pub mod spec;
 pub mod state;
 pub mod tls;

@@ -1,0 +1,12 @@
+//! Deploys on a droplet: release versions and git, secret resolution, the
+//! health-gated cutover from an old container to a new one, and release
+//! bookkeeping (what to keep, what to roll back to).
+
+pub mod cutover;
+pub mod git;
+pub mod releases;
+pub mod secrets;
+pub mod version;
+
+pub use secrets::{MissingSecret, SecretValue, resolve_secrets};
+pub use version::{Semver, UatTag};
