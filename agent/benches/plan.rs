@@ -1,1 +1,107 @@
-fn main() {}
+//! Planner benchmark: N projects × 3 environments × 5 services (3 web + 2
+//! workers) on 3 web droplets each, planned from an empty topology and from
+//! the applied one (the steady state: an empty plan).
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use indexmap::IndexMap;
+use infra_agent::plan::{PlanOptions, plan};
+use infra_agent::spec::{
+    DeploymentConfig, DropletSpec, InfrastructureSpec, ProjectDeployment, ProjectSpec, Role,
+    ServiceKind, ServiceSpec, Spec,
+};
+use infra_agent::topology::Topology;
+
+fn service(kind: ServiceKind) -> ServiceSpec {
+    ServiceSpec {
+        kind,
+        containerfile_path: "Dockerfile".into(),
+        command: (kind == ServiceKind::Worker).then(|| "run".into()),
+        secrets: vec![],
+        environment: IndexMap::new(),
+        port: None,
+        health_path: None,
+    }
+}
+
+fn spec(projects: usize) -> Spec {
+    let master = DropletSpec {
+        size: "s-2vcpu-4gb".into(),
+        region: "lon1".into(),
+        role: Role::Master,
+    };
+    let mut infra = InfrastructureSpec {
+        droplets: IndexMap::from([("master".to_string(), master)]),
+        ..Default::default()
+    };
+    let mut deployment = DeploymentConfig::default();
+    let services: IndexMap<String, ServiceSpec> = [
+        ("api", ServiceKind::Web),
+        ("web", ServiceKind::Web),
+        ("admin", ServiceKind::Web),
+        ("mail", ServiceKind::Worker),
+        ("cron", ServiceKind::Worker),
+    ]
+    .into_iter()
+    .map(|(name, kind)| (name.to_string(), service(kind)))
+    .collect();
+    for i in 0..projects {
+        let name = format!("project{i:04}");
+        let p = ProjectSpec {
+            environments: vec!["prod".into(), "uat".into(), "test".into()],
+            web_droplets: 3,
+            web_droplet_spec: "s-1vcpu-1gb".into(),
+            region: None,
+            domains: IndexMap::new(),
+        };
+        infra.projects.insert(name.clone(), p);
+        deployment.projects.insert(
+            name,
+            ProjectDeployment {
+                services: services.clone(),
+            },
+        );
+    }
+    Spec {
+        infrastructure: infra,
+        deployment,
+    }
+}
+
+fn bench_plan(c: &mut Criterion) {
+    let mut group = c.benchmark_group("plan");
+    group.sample_size(10);
+    let opts = PlanOptions::default();
+    for projects in [100usize, 500, 2000] {
+        let spec = spec(projects);
+        let empty = Topology::default();
+        let applied = plan(&spec, &empty, &opts).apply(&empty);
+        assert!(plan(&spec, &applied, &opts).is_empty());
+        group.bench_with_input(
+            BenchmarkId::new("from_empty", projects),
+            &spec,
+            |b, spec| b.iter(|| plan(black_box(spec), black_box(&empty), &opts)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("from_applied", projects),
+            &spec,
+            |b, spec| b.iter(|| plan(black_box(spec), black_box(&applied), &opts)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("from_empty_render_json", projects),
+            &spec,
+            |b, spec| {
+                b.iter(|| {
+                    plan(black_box(spec), black_box(&empty), &opts)
+                        .render_json()
+                        .len()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_plan);
+criterion_main!(benches);

@@ -17,6 +17,7 @@ mod apply;
 mod desired;
 mod diff;
 pub mod hash;
+mod json;
 pub mod monitors;
 pub mod placement;
 pub mod ports;

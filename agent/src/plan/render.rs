@@ -1,11 +1,9 @@
-//! Rendering a plan: a Terraform-like text diff for people and a stable
-//! JSON document for machines. Both are byte-identical for the same plan.
+//! Rendering a plan as a Terraform-like text diff for people; byte-identical
+//! for the same plan.
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
-
-use super::{Action, Change, Detail, DropletFields, Kind, Plan, Summary};
+use super::{Action, Change, Detail, DropletFields, Kind, Plan};
 use crate::topology::ServiceState;
 
 impl Plan {
@@ -45,30 +43,6 @@ impl Plan {
             );
         }
         out
-    }
-
-    /// `{"changes":[{"action","kind","name","details"[,"blocked":true]}],"summary":{...}}`.
-    pub fn to_json(&self) -> Value {
-        let changes: Vec<Value> = self.changes.iter().map(change_json).collect();
-        let Summary {
-            create,
-            update,
-            delete,
-            blocked,
-        } = self.summary();
-        let mut summary = Map::new();
-        summary.insert("create".into(), create.into());
-        summary.insert("update".into(), update.into());
-        summary.insert("delete".into(), delete.into());
-        if blocked > 0 {
-            summary.insert("blocked".into(), blocked.into());
-        }
-        json!({ "changes": changes, "summary": summary })
-    }
-
-    /// [`Plan::to_json`] as compact text.
-    pub fn render_json(&self) -> String {
-        self.to_json().to_string()
     }
 }
 
@@ -211,102 +185,4 @@ fn text_line(c: &Change, out: &mut String) {
             );
         }
     }
-}
-
-fn droplet_json(d: &DropletFields) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("size".into(), d.size.clone().into());
-    m.insert("region".into(), d.region.clone().into());
-    m.insert("role".into(), d.role.as_str().into());
-    if let Some(p) = &d.project {
-        m.insert("project".into(), p.clone().into());
-    }
-    m
-}
-
-fn service_json(s: &ServiceState) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("type".into(), s.kind.as_str().into());
-    if let Some(port) = s.port {
-        m.insert("port".into(), port.into());
-    }
-    m.insert("droplets".into(), s.droplets.clone().into());
-    m
-}
-
-/// `{field: {"from": a, "to": b}}` for the fields that differ.
-fn from_to(before: Map<String, Value>, mut after: Map<String, Value>) -> Map<String, Value> {
-    let mut m = Map::new();
-    let mut keys: Vec<String> = before.keys().cloned().collect();
-    keys.extend(after.keys().filter(|k| !before.contains_key(*k)).cloned());
-    for k in keys {
-        let a = before.get(&k).cloned().unwrap_or(Value::Null);
-        let b = after.remove(&k).unwrap_or(Value::Null);
-        if a != b {
-            m.insert(k, json!({ "from": a, "to": b }));
-        }
-    }
-    m
-}
-
-fn details_json(detail: &Detail) -> Map<String, Value> {
-    match detail {
-        Detail::Droplet {
-            before,
-            after,
-            replace,
-        } => {
-            let mut m = match (before, after) {
-                (Some(b), Some(a)) => from_to(droplet_json(b), droplet_json(a)),
-                (Some(d), None) | (None, Some(d)) => droplet_json(d),
-                (None, None) => Map::new(),
-            };
-            if *replace {
-                m.insert("replace".into(), true.into());
-            }
-            m
-        }
-        Detail::Service {
-            before,
-            after,
-            redeploy,
-        } => {
-            let mut m = match (before, after) {
-                (Some(b), Some(a)) => from_to(service_json(b), service_json(a)),
-                (Some(s), None) | (None, Some(s)) => service_json(s),
-                (None, None) => Map::new(),
-            };
-            if *redeploy {
-                m.insert("redeploy".into(), true.into());
-            }
-            m
-        }
-        Detail::Monitors { before, after } => {
-            let mut m = Map::new();
-            let value = match (before.is_empty(), after.is_empty()) {
-                (true, _) => after.clone().into(),
-                (false, true) => before.clone().into(),
-                (false, false) => json!({ "from": before, "to": after }),
-            };
-            m.insert("monitors".into(), value);
-            m
-        }
-        Detail::Voter { voter } => {
-            let mut m = Map::new();
-            m.insert("voter".into(), (*voter).into());
-            m
-        }
-    }
-}
-
-fn change_json(c: &Change) -> Value {
-    let mut m = Map::new();
-    m.insert("action".into(), c.action.as_str().into());
-    m.insert("kind".into(), c.kind.as_str().into());
-    m.insert("name".into(), c.name.clone().into());
-    m.insert("details".into(), details_json(&c.detail).into());
-    if c.blocked {
-        m.insert("blocked".into(), true.into());
-    }
-    Value::Object(m)
 }
