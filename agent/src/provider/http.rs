@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ProviderError;
-use super::ratelimit::{Budget, Pacer, RateLimit, wait_after_429};
+use super::ratelimit::{Budget, Pacer, RateLimit, retry_after, wait_after_429};
 use super::secret::Secret;
 
 /// When and how often to retry. Defaults follow godo (`NewFromToken`):
@@ -232,9 +232,12 @@ impl Http {
         if (200..300).contains(&status) {
             return Ok(Reply { body: bytes });
         }
-        let wait_hint = (status == 429 || status == 503)
-            .then(|| wait_after_429(&headers, now_unix()))
-            .flatten();
+        // godo honours `retry-after` on 429 and 503; a 429 without it waits for the reset.
+        let wait_hint = match status {
+            429 => wait_after_429(&headers, now_unix()),
+            503 => retry_after(&headers),
+            _ => None,
+        };
         Err(Failure {
             error: api_error(method, &path, status, &headers, &bytes),
             retryable: is_retryable_status(status),
