@@ -3,11 +3,39 @@
 
 use std::time::Duration;
 
-use infra_agent::provider::{DoClient, DoConfig, PollPolicy, RetryPolicy, Secret};
-use infra_sim::{Profile, RecordedRequest, Sim, SimConfig, SimHandle};
+use infra_agent::provider::{
+    CreateDroplets, DoClient, DoConfig, ImageRef, PollPolicy, RetryPolicy, Secret,
+};
+use infra_sim::{Profile, RecordedRequest, Sim, SimConfig, SimHandle, Target};
 use tokio_util::sync::CancellationToken;
 
 use super::do_spec::DoSpec;
+
+pub const TOKEN: &str = "test-token-1";
+
+pub fn create_req(names: &[&str]) -> CreateDroplets {
+    CreateDroplets {
+        names: names.iter().map(|s| s.to_string()).collect(),
+        region: "nyc3".into(),
+        size: "s-1vcpu-1gb".into(),
+        image: ImageRef::Slug("ubuntu-24-04-x64".into()),
+        ssh_keys: vec![],
+        tags: vec!["web".into()],
+        user_data: Some("#cloud-config\nruncmd: [echo hi]\n".into()),
+        vpc_uuid: None,
+        ipv6: false,
+        monitoring: false,
+        operation_id: None,
+    }
+}
+
+pub fn target(method: &str, path: &str) -> Target {
+    Target {
+        method: Some(method.into()),
+        path: path.into(),
+        exact: true,
+    }
+}
 
 pub struct SimEnv {
     pub sim: Option<SimHandle>,
