@@ -172,8 +172,8 @@ async fn run() {
     assert_eq!(list_reqs.len(), 5, "1000 droplets = 5 pages of 200");
     assert_eq!(
         create_reqs.len(),
-        10 + 100,
-        "10 creates + one poll loop per action"
+        1 + 10 + 100,
+        "1 idempotency list + 10 creates + one poll loop per action"
     );
     cancel.cancel();
     sim.join().await;

@@ -98,6 +98,13 @@ async fn dropped_create_response_still_makes_exactly_one_droplet() {
     assert_eq!(env.count("POST", "/v2/droplets"), 1, "no second POST");
     c.wait_action(created.action_ids[0]).await.unwrap();
 
+    // The same operation again (a new leader resuming the saga): no new droplet, no POST.
+    let again = c.create_droplets(&req).await.unwrap();
+    assert_eq!(again.droplets.len(), 1);
+    assert_eq!(again.droplets[0].id, created.droplets[0].id);
+    assert_eq!(again.action_ids, created.action_ids);
+    assert_eq!(env.count("POST", "/v2/droplets"), 1, "repeat made no POST");
+
     // A multi-create whose answer is lost twice: still three droplets in total.
     env.sim().add_fault(Fault::DropResponse {
         target: target("POST", "/v2/droplets"),

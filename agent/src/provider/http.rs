@@ -165,10 +165,11 @@ impl Http {
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        let burst_limited = status == 429 && retry_after(&headers).is_some();
         self.budget
             .lock()
             .expect("budget lock")
-            .on_response(RateLimit::from_headers(&headers));
+            .on_response(RateLimit::from_headers(&headers), burst_limited);
         let bytes = match resp.bytes().await {
             Ok(b) => b.to_vec(),
             Err(e) => return Err(transport_failure(method, &path, &e)),
