@@ -228,3 +228,61 @@ async fn client_pacer_spreads_a_burst() {
     assert_eq!(env.count("GET", "/v2/account"), 25);
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn create_that_times_out_still_makes_exactly_one_droplet() {
+    let env = SimEnv::start(Profile::Instant, &[]).await;
+    let mut cfg = sim_env::fast_config(&env.sim().base_url(), TOKEN);
+    cfg.request_timeout = Duration::from_millis(300);
+    let c = infra_agent::provider::DoClient::new(cfg).unwrap();
+    env.sim().add_fault(Fault::Latency {
+        target: target("POST", "/v2/droplets"),
+        ms: 1_000,
+        count: Some(1),
+    });
+    let created = c.create_droplets(&create_req(&["slow-1"])).await.unwrap();
+    assert_eq!(created.droplets.len(), 1);
+    // The first POST timed out on our side; whether the simulator carried it out
+    // or not, there is exactly one droplet and it is the one returned.
+    let all = c.list_droplets(None).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].id, created.droplets[0].id);
+    let looked = env.requests().iter().any(|r| {
+        r.method == "GET"
+            && r.path == "/v2/droplets"
+            && r.query
+                .as_deref()
+                .unwrap_or("")
+                .contains("tag_name=infra-op")
+    });
+    assert!(looked, "listed by the operation tag before retrying");
+    env.assert_bodies_match_spec();
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn waiting_for_a_slow_action_hits_its_deadline() {
+    let env = SimEnv::start(Profile::Realistic, &[]).await;
+    let mut cfg = sim_env::fast_config(&env.sim().base_url(), TOKEN);
+    cfg.poll.timeout = Duration::from_millis(300);
+    let c = infra_agent::provider::DoClient::new(cfg).unwrap();
+    let created = c.create_droplets(&create_req(&["slow-2"])).await.unwrap();
+    let start = Instant::now();
+    match c.wait_action(created.action_ids[0]).await.unwrap_err() {
+        ProviderError::Timeout { what, .. } => assert!(what.contains("create"), "{what}"),
+        e => panic!("expected Timeout, got {e}"),
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let polls = env
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v2/actions/"))
+        .count();
+    assert!((2..=12).contains(&polls), "polls back off: {polls}");
+    env.assert_bodies_match_spec();
+    env.shutdown().await;
+}
