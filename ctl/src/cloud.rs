@@ -232,4 +232,86 @@ mod tests {
             serde_json::from_str(&json_doc(json!({"droplets": []}))).unwrap();
         assert_eq!(v["version"], 1);
     }
+
+    mod against_sim {
+        use super::super::*;
+        use infra_agent::provider::{CreateDroplets, DropletAction, ImageRef, Secret};
+        use infra_sim::{Sim, SimConfig};
+        use tokio_util::sync::CancellationToken;
+
+        struct Guard(CancellationToken);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.cancel();
+            }
+        }
+
+        #[tokio::test]
+        async fn check_droplets_and_snapshots_through_the_simulator() {
+            let cancel = CancellationToken::new();
+            let _guard = Guard(cancel.clone());
+            let sim = Sim::start(SimConfig::default(), cancel.clone())
+                .await
+                .unwrap();
+            let client = DoClient::new(DoConfig::new(sim.base_url(), Secret::new("t"))).unwrap();
+            let created = client
+                .create_droplets(&CreateDroplets {
+                    names: vec!["master".into(), "blog-web1".into()],
+                    region: "nyc3".into(),
+                    size: "s-1vcpu-1gb".into(),
+                    image: ImageRef::Slug("ubuntu-24-04-x64".into()),
+                    ssh_keys: vec![],
+                    tags: vec!["blog".into()],
+                    user_data: None,
+                    vpc_uuid: None,
+                    ipv6: false,
+                    monitoring: false,
+                    operation_id: None,
+                })
+                .await
+                .unwrap();
+            let id = created.droplets[0].id;
+            let snap = DropletAction::Snapshot {
+                name: "master-snap".into(),
+            };
+            let a = client.droplet_action(id, &snap).await.unwrap();
+            client.wait_action(a.id).await.unwrap();
+
+            let check = run_with(&client, CloudCmd::Check, OutputFormat::Text)
+                .await
+                .unwrap();
+            assert!(check.contains("token:      valid"), "{check}");
+            assert!(check.contains("requests left this hour"), "{check}");
+
+            let table = run_with(
+                &client,
+                CloudCmd::Droplets { tag: None },
+                OutputFormat::Text,
+            )
+            .await
+            .unwrap();
+            assert_eq!(table.lines().count(), 3, "{table}");
+            assert!(
+                table.contains("master") && table.contains("blog-web1"),
+                "{table}"
+            );
+            assert!(table.contains("10.10."), "private IPs shown: {table}");
+
+            let cmd = CloudCmd::Droplets {
+                tag: Some("nope".into()),
+            };
+            let json = run_with(&client, cmd, OutputFormat::Json).await.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(v["droplets"], serde_json::json!([]));
+
+            let snaps = run_with(&client, CloudCmd::Snapshots, OutputFormat::Json)
+                .await
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_str(&snaps).unwrap();
+            assert_eq!(v["snapshots"][0]["name"], "master-snap");
+            assert_eq!(v["snapshots"][0]["droplet_id"], id);
+            cancel.cancel();
+            sim.join().await;
+        }
+    }
 }

@@ -39,53 +39,85 @@ impl DoClient {
         Ok(())
     }
 
+    /// Creates the droplets of `req` exactly once. With a caller-supplied
+    /// operation id it first adopts droplets an earlier call already made
+    /// (one list by the `infra-op:<id>` tag), so a repeated call is a no-op.
     pub(super) async fn create_exactly_once(
         &self,
         req: &CreateDroplets,
     ) -> Result<Created, ProviderError> {
         let op = req.operation_id.clone().unwrap_or_else(OperationId::random);
-        let chunks: Vec<&[String]> = req.names.chunks(MAX_NAMES_PER_CREATE).collect();
         let mut out = Created {
             droplets: Vec::new(),
             action_ids: Vec::new(),
             operation_id: op.clone(),
         };
-        for (i, names) in chunks.iter().enumerate() {
-            let chunk_op = op.chunk(i, chunks.len());
-            let (droplets, actions) = self.create_chunk(req, names, &chunk_op).await?;
-            out.droplets.extend(droplets);
-            out.action_ids.extend(actions);
+        let mut missing: Vec<String> = req.names.clone();
+        if req.operation_id.is_some() {
+            self.adopt_tagged(&op, &mut missing, &mut out).await?;
+        }
+        let chunks: Vec<Vec<String>> = missing
+            .chunks(MAX_NAMES_PER_CREATE)
+            .map(<[String]>::to_vec)
+            .collect();
+        for names in chunks {
+            self.create_chunk(req, names, &op, &mut out).await?;
         }
         Ok(out)
     }
 
-    /// One `POST /v2/droplets`. After an ambiguous failure it lists the droplets
-    /// tagged `infra-op:<op>` and only asks again for the names still missing.
+    /// Moves droplets tagged `infra-op:<op>` whose names are in `missing` (and that
+    /// are not in `out` yet) into `out`, with their create actions.
+    async fn adopt_tagged(
+        &self,
+        op: &OperationId,
+        missing: &mut Vec<String>,
+        out: &mut Created,
+    ) -> Result<(), ProviderError> {
+        let tag = op.tag();
+        for d in self.list_droplets(Some(&tag)).await? {
+            if out.droplets.iter().any(|x| x.id == d.id) {
+                continue;
+            }
+            let Some(pos) = missing.iter().position(|n| *n == d.name) else {
+                continue;
+            };
+            tracing::info!(droplet = d.id, %tag, "droplet already created; adopting");
+            missing.remove(pos);
+            if let Some(a) = self.create_action_of(d.id).await? {
+                out.action_ids.push(a);
+            }
+            out.droplets.push(d);
+        }
+        Ok(())
+    }
+
+    /// One `POST /v2/droplets` (at most 10 names). After an ambiguous failure it
+    /// adopts what was created and only asks again for the names still missing.
     async fn create_chunk(
         &self,
         req: &CreateDroplets,
-        names: &[String],
+        mut missing: Vec<String>,
         op: &OperationId,
-    ) -> Result<(Vec<Droplet>, Vec<u64>), ProviderError> {
+        out: &mut Created,
+    ) -> Result<(), ProviderError> {
         let url = self.url("/v2/droplets", &[]);
-        let mut missing: Vec<String> = names.to_vec();
-        let mut droplets = Vec::new();
-        let mut actions = Vec::new();
         let mut attempt = 0;
         loop {
             let body = ops::create_body(req, &missing, op);
             let failure = match self.http.attempt(&Method::POST, &url, Some(&body)).await {
                 Ok(reply) => {
                     let created: WireCreated = decode(&Method::POST, &url, &reply.body)?;
-                    droplets.extend(
+                    out.droplets.extend(
                         created
                             .droplet
                             .into_iter()
                             .chain(created.droplets.into_iter().flatten())
                             .map(Droplet::from),
                     );
-                    actions.extend(created.links.actions.iter().map(|a| a.id));
-                    return Ok((droplets, actions));
+                    out.action_ids
+                        .extend(created.links.actions.iter().map(|a| a.id));
+                    return Ok(());
                 }
                 Err(f) => f,
             };
@@ -93,23 +125,9 @@ impl DoClient {
             self.backoff_or_fail(attempt, failure).await?;
             attempt += 1;
             if ambiguous {
-                let tag = op.tag();
-                for d in self.list_droplets(Some(&tag)).await? {
-                    let Some(pos) = missing.iter().position(|n| *n == d.name) else {
-                        continue;
-                    };
-                    if droplets.iter().any(|x: &Droplet| x.id == d.id) {
-                        continue;
-                    }
-                    tracing::info!(droplet = d.id, %tag, "create had succeeded; adopting");
-                    missing.remove(pos);
-                    if let Some(a) = self.create_action_of(d.id).await? {
-                        actions.push(a);
-                    }
-                    droplets.push(d);
-                }
+                self.adopt_tagged(op, &mut missing, out).await?;
                 if missing.is_empty() {
-                    return Ok((droplets, actions));
+                    return Ok(());
                 }
             }
         }

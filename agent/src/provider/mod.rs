@@ -1,12 +1,14 @@
 //! The cloud provider: the `CloudProvider` trait the agent codes against, its
 //! domain types, and the DigitalOcean API v2 implementation `DoClient`.
 
+mod config;
 mod do_client;
 mod error;
 mod flows;
 mod http;
 mod ops;
 mod ratelimit;
+mod retry;
 mod secret;
 mod types;
 
@@ -16,11 +18,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-pub use do_client::{DoClient, DoConfig, PollPolicy};
+pub use config::{DEFAULT_BASE_URL, DoConfig, PollPolicy};
+pub use do_client::{DoClient, PER_PAGE};
 pub use error::ProviderError;
-pub use http::{RetryPolicy, is_retryable_status};
 pub use ops::{OPERATION_TAG_PREFIX, OperationId, next_page};
 pub use ratelimit::{Pacer, RateLimit};
+pub use retry::{RetryPolicy, is_retryable_status};
 pub use secret::Secret;
 
 /// `droplet.status`.

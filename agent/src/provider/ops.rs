@@ -58,15 +58,6 @@ impl OperationId {
     pub fn tag(&self) -> String {
         format!("{OPERATION_TAG_PREFIX}{}", self.0)
     }
-
-    /// The id of the `index`-th chunk of a create split into several requests.
-    pub fn chunk(&self, index: usize, chunks: usize) -> Self {
-        if chunks <= 1 {
-            self.clone()
-        } else {
-            Self(format!("{}-{index}", self.0))
-        }
-    }
 }
 
 impl fmt::Debug for OperationId {
@@ -240,8 +231,6 @@ mod tests {
         assert!(OperationId::new("x".repeat(250)).is_err());
         let r = OperationId::random();
         assert!(OperationId::new(r.as_str()).is_ok());
-        assert_eq!(r.chunk(0, 1), r);
-        assert_eq!(r.chunk(2, 3).as_str(), format!("{}-2", r.as_str()));
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub fn wait_after_429(headers: &HeaderMap, now_unix: u64) -> Option<Duration> {
 pub struct Budget {
     last: Option<RateLimit>,
     sent_since: u64,
+    /// The last answer was a burst-limit 429 (with `retry-after`): its
+    /// `ratelimit-remaining: 0` is about the minute, not the hour.
+    burst_limited: bool,
 }
 
 impl Budget {
@@ -70,15 +73,20 @@ impl Budget {
         self.sent_since += 1;
     }
 
-    pub fn on_response(&mut self, seen: Option<RateLimit>) {
+    /// Records an answer's headers; `burst_limited` when it was a 429 with `retry-after`.
+    pub fn on_response(&mut self, seen: Option<RateLimit>, burst_limited: bool) {
         if let Some(seen) = seen {
             self.last = Some(seen);
             self.sent_since = 0;
         }
+        self.burst_limited = burst_limited;
     }
 
     /// If the budget is spent, how long until it resets.
     pub fn wait_before_send(&self, now_unix: u64) -> Option<Duration> {
+        if self.burst_limited {
+            return None;
+        }
         let snap = self.snapshot()?;
         (snap.remaining == 0 && snap.reset_unix > now_unix)
             .then(|| Duration::from_secs(snap.reset_unix - now_unix))
@@ -166,23 +174,44 @@ mod tests {
     fn budget_counts_local_sends_and_waits_when_spent() {
         let mut b = Budget::default();
         assert_eq!(b.wait_before_send(0), None);
-        b.on_response(Some(RateLimit {
-            limit: 5000,
-            remaining: 2,
-            reset_unix: 100,
-        }));
+        b.on_response(
+            Some(RateLimit {
+                limit: 5000,
+                remaining: 2,
+                reset_unix: 100,
+            }),
+            false,
+        );
         b.on_send();
         assert_eq!(b.snapshot().unwrap().remaining, 1);
         assert_eq!(b.wait_before_send(40), None);
         b.on_send();
         assert_eq!(b.wait_before_send(40), Some(Duration::from_secs(60)));
         assert_eq!(b.wait_before_send(100), None, "reset passed");
-        b.on_response(None);
+        b.on_response(None, false);
         assert_eq!(
             b.snapshot().unwrap().remaining,
             0,
             "no headers keeps the count"
         );
+    }
+
+    #[test]
+    fn burst_limit_429_does_not_block_for_the_hour() {
+        let mut b = Budget::default();
+        let zero = Some(RateLimit {
+            limit: 5000,
+            remaining: 0,
+            reset_unix: 3600,
+        });
+        b.on_response(zero, true);
+        assert_eq!(
+            b.wait_before_send(0),
+            None,
+            "retry-after governs a burst 429"
+        );
+        b.on_response(zero, false);
+        assert_eq!(b.wait_before_send(0), Some(Duration::from_secs(3600)));
     }
 
     #[test]
