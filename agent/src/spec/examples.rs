@@ -155,22 +155,8 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{name}: {e:?}"));
             }
         }
-        let ctx = tera::Context::from_serialize(&serde_json::json!({
-            "upstreams": [{"name": "hostomatic-prod-backend", "health_path": "/health",
-                           "servers": ["10.0.0.11:8123", "10.0.0.12:8123"]}],
-            "sites": [{"server_name": "_", "listen": 80, "upstream": "hostomatic-prod-backend"}],
-        }))
-        .unwrap();
-        let nginx = tera.render("nginx.conf.tera", &ctx).unwrap();
-        assert!(
-            nginx.contains("upstream hostomatic-prod-backend {"),
-            "{nginx}"
-        );
-        assert!(
-            nginx.contains("server 10.0.0.12:8123 max_fails=3"),
-            "{nginx}"
-        );
-        assert!(nginx.contains("proxy_pass http://hostomatic-prod-backend;"));
+        // nginx.conf.tera is rendered and tested by the `lb` module, with
+        // the load balancer's own context.
         // Every template renders with the context its header documents.
         let ctx = tera::Context::from_serialize(&serde_json::json!({
             "project": "hostomatic", "environment": "prod", "service": "backend",
@@ -198,7 +184,7 @@ mod tests {
         let mut out = std::collections::BTreeMap::new();
         for (name, _) in EXAMPLE_TEMPLATES
             .iter()
-            .filter(|(n, _)| n.ends_with(".tera"))
+            .filter(|(n, _)| n.ends_with(".tera") && *n != "nginx.conf.tera")
         {
             let text = tera
                 .render(name, &ctx)
