@@ -35,6 +35,11 @@ use crate::membership::{
 use crate::quorum::ConfirmedFailure;
 use crate::tls::{TlsError, TlsMaterial};
 
+/// Exit status of an agent that stopped because a newer generation of it
+/// runs elsewhere: the service manager must not restart it
+/// (systemd: `RestartPreventExitStatus=3`).
+pub const ZOMBIE_EXIT_CODE: i32 = 3;
+
 /// How long a clean stop waits for tasks before aborting them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
