@@ -200,3 +200,44 @@ async fn votes_go_to_the_leader_only_with_a_leader_sink() {
     }
     cluster.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_agent_is_confirmed_without_stretching_the_observers() {
+    let mut cluster = Cluster::start(4, 100).await;
+    cluster.converge(4, Duration::from_secs(15)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..4).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 3)
+        })
+    })
+    .await;
+
+    // A hung agent (probes time out instead of being refused) for good.
+    let hung_at = Instant::now();
+    cluster.nodes[2].fault.set_paused(true);
+    wait_for("quorum confirms hung n2", Duration::from_secs(6), || {
+        [0, 1, 3].iter().all(|&i| {
+            cluster
+                .node(i)
+                .confirmed()
+                .borrow()
+                .iter()
+                .any(|c| c.target == "n2")
+        })
+    })
+    .await;
+    eprintln!("hang -> confirmed on all others: {:?}", hung_at.elapsed());
+    for i in [0, 1, 3] {
+        assert!(
+            !cluster.node(i).status().local.stretched,
+            "slow probes of a hung peer are not local trouble"
+        );
+    }
+    cluster.nodes[2].fault.set_paused(false);
+    cluster.stop_all().await;
+}

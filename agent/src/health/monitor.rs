@@ -71,9 +71,12 @@ pub async fn run_monitor(
     let mut deadline = Instant::now() + config.interval;
     let mut votes_cast = 0u64;
     loop {
+        // A round that overran (slow probes) is not loop lag: only the
+        // lateness of the wake-up itself counts.
+        let target = deadline.max(Instant::now());
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(target) => {}
         }
         if fault.is_paused() {
             // Frozen: do nothing until thawed; the late wake-up that follows
@@ -84,8 +87,8 @@ pub async fn run_monitor(
             }
         }
         let started = Instant::now();
-        let lag = started.saturating_duration_since(deadline);
-        deadline = started + config.interval;
+        let lag = started.saturating_duration_since(target);
+        deadline = target + config.interval;
 
         let view_now = view.borrow().clone();
         let targets = assigned_targets(&config.node_name, &assignment.borrow(), &view_now);
