@@ -228,6 +228,19 @@ impl TlsMaterial {
     }
 }
 
+/// Whether a peer certificate (DER) is valid for `name`: the name is one of
+/// its subject alternative names. Node certificates carry the node name, so
+/// this ties a request to the node that sent it.
+pub fn cert_is_for_name(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
+    let Ok(parsed) = rustls::server::ParsedCertificate::try_from(cert) else {
+        return false;
+    };
+    let Ok(server_name) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    rustls::client::verify_server_name(&parsed, &server_name).is_ok()
+}
+
 /// Selects rustls' `ring` provider for this process (tonic's server side
 /// needs a process default when several providers are compiled in).
 /// Idempotent: a provider already installed is kept.
@@ -290,6 +303,20 @@ mod tests {
         let reloaded = Ca::load(&cert, &key, "demo").unwrap();
         assert_eq!(reloaded.cert_pem(), ca.cert_pem());
         reloaded.issue_client("infractl").unwrap();
+    }
+
+    #[test]
+    fn certificates_name_their_holder() {
+        let ca = Ca::create("demo").unwrap();
+        let der = |c: &IssuedCert| {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::CertificateDer::from_pem_slice(c.cert_pem.as_bytes()).unwrap()
+        };
+        let node = ca.issue_node("web1", &["127.0.0.5".into()]).unwrap();
+        assert!(cert_is_for_name(&der(&node), "web1"));
+        assert!(!cert_is_for_name(&der(&node), "web2"));
+        let client = ca.issue_client("infractl").unwrap();
+        assert!(!cert_is_for_name(&der(&client), "web1"));
     }
 
     #[test]

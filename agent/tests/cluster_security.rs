@@ -151,3 +151,44 @@ async fn newer_generation_stops_the_zombie() {
         t.node.take().unwrap().kill().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_observer_itself_may_report_a_failure() {
+    use infra_proto::v1::FailureReport;
+
+    let mut cluster = Cluster::start(1, 75).await;
+    let addr = cluster.nodes[0].config.grpc_advertise;
+    let report = |observer: &str| FailureReport {
+        observer: observer.into(),
+        target: "n0".into(),
+        target_generation: 1,
+        at_ms: unix_ms(),
+        observer_sees_down: 0,
+    };
+    let connect = |tls: ClientTlsConfig| async move {
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        HealthClient::new(channel)
+    };
+    // infractl's certificate cannot vote as a node.
+    let mut ctl = connect(cluster.pki.client("infractl").client_config()).await;
+    let status = ctl.report_failure(report("web1")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // web1's certificate can vote as web1 (not counted: it monitors nothing).
+    let mut web1 = connect(cluster.pki.client("web1").client_config()).await;
+    let ack = web1
+        .report_failure(report("web1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ack.accepted);
+    // ...but not as anyone else.
+    let status = web1.report_failure(report("web2")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    cluster.stop_all().await;
+}

@@ -14,6 +14,8 @@ pub enum ApiError {
     NotAvailableYet(&'static str),
     #[error("probe failed: {0}")]
     Probe(#[from] ProbeError),
+    #[error("caller's certificate does not name observer `{0}`")]
+    NotTheObserver(String),
     #[error("vote rejected: {0:?}")]
     VoteRejected(VoteRejection),
     #[error("cannot serialize status: {0}")]
@@ -28,6 +30,7 @@ impl From<ApiError> for Status {
             ApiError::NotAvailableYet(_) => Status::unimplemented(msg),
             ApiError::Probe(_) => Status::unavailable(msg),
             ApiError::VoteRejected(_) => Status::failed_precondition(msg),
+            ApiError::NotTheObserver(_) => Status::permission_denied(msg),
             ApiError::Serialize(_) => Status::internal(msg),
         }
     }

@@ -69,9 +69,18 @@ impl Health for HealthApi {
         &self,
         request: Request<FailureReport>,
     ) -> Result<Response<FailureReportAck>, Status> {
+        let certs = request.peer_certs();
         let req = request.into_inner();
         required("observer", &req.observer)?;
         required("target", &req.target)?;
+        // Only the observer itself may cast its vote.
+        let is_observer = certs
+            .as_ref()
+            .and_then(|c| c.first())
+            .is_some_and(|c| crate::tls::cert_is_for_name(c, &req.observer));
+        if !is_observer {
+            return Err(ApiError::NotTheObserver(req.observer).into());
+        }
         let vote = Vote {
             observer: req.observer,
             target: req.target,
