@@ -13,6 +13,7 @@ use infra_proto::v1::health_server::HealthServer;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -70,7 +71,13 @@ pub struct NodeDeps {
     /// Where votes go; `None` → broadcast to every agent's aggregator.
     pub vote_sink: Option<Arc<dyn VoteSink>>,
     pub fault: FaultSwitch,
+    /// More gRPC services to serve on the agent's mTLS port (e.g. the Raft
+    /// service), each added to the route table.
+    pub extra_services: Vec<ServiceHook>,
 }
+
+/// Adds one service to the agent's gRPC routes.
+pub type ServiceHook = Box<dyn FnOnce(&mut RoutesBuilder) + Send>;
 
 /// A started agent.
 pub struct RunningNode {
@@ -186,13 +193,19 @@ pub async fn start(
         confirmed: aggregator.confirmed(),
         auth: membership.auth_stats(),
     });
-    let server = Server::builder()
-        .tls_config(tls.server_config())
-        .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+    let mut routes = RoutesBuilder::default();
+    routes
         .add_service(HealthServer::new(health_api))
         .add_service(ControlServer::new(ControlApi {
             status: status.clone(),
         }));
+    for hook in deps.extra_services {
+        hook(&mut routes);
+    }
+    let server = Server::builder()
+        .tls_config(tls.server_config())
+        .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+        .add_routes(routes.routes());
     let stop = inner.clone();
     let addr = config.grpc_listen;
     tasks.spawn(async move {
