@@ -161,9 +161,10 @@ pub async fn start(
         }
     };
     let aggregator = Aggregator::new(config.suspicion_window * 2);
-    let clients = Arc::new(GrpcProber::new(
+    let clients = Arc::new(GrpcProber::with_fault(
         config.node_name.clone(),
         tls.client_config(),
+        deps.fault.clone(),
     ));
     let prober: Arc<dyn Prober> = clients.clone();
     let votes = deps.vote_sink.unwrap_or_else(|| {

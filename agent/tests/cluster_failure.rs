@@ -241,3 +241,50 @@ async fn hung_agent_is_confirmed_without_stretching_the_observers() {
     cluster.nodes[2].fault.set_paused(false);
     cluster.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_agent_abstains_and_the_majority_confirms_it() {
+    let mut cluster = Cluster::start(5, 110).await;
+    cluster.converge(5, Duration::from_secs(15)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..5).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 3)
+        })
+    })
+    .await;
+
+    // n4 keeps running but loses the network: it sees all 4 peers down.
+    cluster.nodes[4].fault.set_isolated(true);
+    let others = [0, 1, 2, 3];
+    wait_for(
+        "majority confirms isolated n4",
+        Duration::from_secs(8),
+        || {
+            others.iter().all(|&i| {
+                cluster
+                    .node(i)
+                    .confirmed()
+                    .borrow()
+                    .iter()
+                    .any(|c| c.target == "n4")
+            })
+        },
+    )
+    .await;
+    wait_for("n4 abstains", Duration::from_secs(5), || {
+        cluster.node(4).status().local.abstaining
+    })
+    .await;
+    // The isolated agent accuses nobody, and nobody else is confirmed.
+    assert!(cluster.node(4).confirmed().borrow().is_empty());
+    for &i in &others {
+        let confirmed = cluster.node(i).confirmed().borrow().clone();
+        assert_eq!(confirmed.len(), 1, "{confirmed:?}");
+    }
+    cluster.stop_all().await;
+}

@@ -29,6 +29,9 @@ pub struct HealthApi {
 impl Health for HealthApi {
     async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<ProbeReply>, Status> {
         self.fault.wait_unpaused().await;
+        if self.fault.is_isolated() {
+            return Err(ApiError::Isolated.into());
+        }
         Ok(Response::new(ProbeReply {
             node: self.node_name.clone(),
             generation: self.generation,
@@ -41,6 +44,9 @@ impl Health for HealthApi {
         request: Request<ProbeViaRequest>,
     ) -> Result<Response<ProbeViaReply>, Status> {
         self.fault.wait_unpaused().await;
+        if self.fault.is_isolated() {
+            return Err(ApiError::Isolated.into());
+        }
         let req = request.into_inner();
         required("target", &req.target)?;
         let addr = req
@@ -69,6 +75,9 @@ impl Health for HealthApi {
         &self,
         request: Request<FailureReport>,
     ) -> Result<Response<FailureReportAck>, Status> {
+        if self.fault.is_isolated() {
+            return Err(ApiError::Isolated.into());
+        }
         let certs = request.peer_certs();
         let req = request.into_inner();
         required("observer", &req.observer)?;

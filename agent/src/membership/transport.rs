@@ -114,7 +114,7 @@ impl Socket for AuthSocket {
         envelope: ChitchatEnvelope,
     ) -> anyhow::Result<SendOutcome> {
         let payload = self.encode(envelope).await?;
-        if self.fault.is_paused() {
+        if self.fault.drops_gossip() {
             return Ok(SendOutcome { num_bytes_sent: 0 });
         }
         let packet = self.auth.seal(&payload, unix_ms(), rand::random());
@@ -165,7 +165,7 @@ impl Socket for AuthSocket {
                 }
                 Err(err) => return Err(err).context("gossip recv failed"),
             };
-            if self.fault.is_paused() {
+            if self.fault.drops_gossip() {
                 continue;
             }
             let payload = match self.auth.open(&self.buf[..n], unix_ms()) {
