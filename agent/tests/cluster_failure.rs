@@ -288,3 +288,54 @@ async fn isolated_agent_abstains_and_the_majority_confirms_it() {
     }
     cluster.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_agent_clears_its_confirmed_failure() {
+    use common::TestNode;
+
+    let mut cluster = Cluster::start(3, 115).await;
+    cluster.converge(3, Duration::from_secs(10)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..3).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 2)
+        })
+    })
+    .await;
+    let old = cluster.nodes[2].node.take().unwrap();
+    let old_generation = old.status().generation;
+    old.kill().await;
+    wait_for("n2 confirmed", Duration::from_secs(6), || {
+        (0..2).all(|i| {
+            cluster
+                .node(i)
+                .confirmed()
+                .borrow()
+                .iter()
+                .any(|c| c.target == "n2")
+        })
+    })
+    .await;
+
+    // The same droplet comes back (same name, data dir and addresses).
+    let config = cluster.nodes[2].config.clone();
+    cluster.nodes[2] = TestNode::start(config).await;
+    assert!(cluster.node(2).status().generation > old_generation);
+    wait_for(
+        "confirmation cleared, n2 alive",
+        Duration::from_secs(10),
+        || {
+            (0..2).all(|i| {
+                let s = cluster.node(i).status();
+                s.confirmed_failures.is_empty()
+                    && s.members.iter().all(|m| m.state == MemberState::Alive)
+            })
+        },
+    )
+    .await;
+    cluster.stop_all().await;
+}
