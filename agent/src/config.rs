@@ -1,6 +1,28 @@
 //! Agent configuration: a versioned TOML file whose every field can be
 //! overridden by an `INFRA_AGENT_*` environment variable or a command-line
 //! flag (flag > env > file), then validated into an [`AgentConfig`].
+//!
+//! ```toml
+//! version = 1
+//! node_name = "hostomatic-web1"
+//! cluster_id = "prod"
+//! data_dir = "/var/lib/infra-agent"
+//! grpc_listen = "0.0.0.0:7400"
+//! grpc_advertise = "203.0.113.7:7400"
+//! gossip_listen = "0.0.0.0:7401"
+//! gossip_advertise = "203.0.113.7:7401"
+//! seeds = ["203.0.113.2:7401"]     # or `bootstrap = true` on the first node
+//! role = "web"
+//! project = "hostomatic"
+//! gossip_interval_ms = 200         # defaults shown
+//! probe_interval_ms = 200
+//! probe_timeout_ms = 250
+//! suspicion_window_ms = 1500       # > the longest pause to tolerate (1 s)
+//! ca_cert = "/etc/infra/pki/ca.pem"
+//! node_cert = "/etc/infra/pki/node.pem"
+//! node_key = "/etc/infra/pki/node.key"
+//! gossip_key_file = "/etc/infra/pki/gossip.key"
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

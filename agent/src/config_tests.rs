@@ -165,3 +165,20 @@ fn unknown_keys_and_missing_files_are_reported_with_path() {
     .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/agent.toml"), "{err}");
 }
+
+#[test]
+fn module_doc_example_is_valid() {
+    let doc = include_str!("config.rs");
+    let example: String = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("//! ```toml"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("//! ```"))
+        .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+        .collect();
+    let f = write(&example);
+    let c = AgentConfig::load(Some(f.path()), RawConfig::default()).unwrap();
+    assert_eq!(c.node_name, "hostomatic-web1");
+    assert_eq!(c.project.as_deref(), Some("hostomatic"));
+    assert_eq!(c.seeds.len(), 1);
+}

@@ -1,21 +1,26 @@
-//! Fault injection switch: freezes an agent in place (its gossip, probes
-//! and probe answers stall) without stopping it, the in-process stand-in
-//! for a SIGSTOP. Tests and benches flip it; production never does.
+//! Fault injection switches for tests and benches; production never flips
+//! them. *Paused* freezes an agent in place (its gossip, probes and probe
+//! answers stall), the in-process stand-in for SIGSTOP. *Isolated* cuts it
+//! off the network (gossip dropped, RPCs in and out fail) while it keeps
+//! running, the stand-in for a partition.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
-/// A cloneable pause switch shared by one agent's components.
+/// Cloneable switches shared by one agent's components.
 #[derive(Debug, Clone)]
 pub struct FaultSwitch {
     paused: Arc<watch::Sender<bool>>,
+    isolated: Arc<AtomicBool>,
 }
 
 impl Default for FaultSwitch {
     fn default() -> Self {
         FaultSwitch {
             paused: Arc::new(watch::channel(false).0),
+            isolated: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -34,5 +39,18 @@ impl FaultSwitch {
         let mut rx = self.paused.subscribe();
         // The sender lives in self, so the channel cannot close here.
         let _ = rx.wait_for(|paused| !*paused).await;
+    }
+
+    pub fn set_isolated(&self, isolated: bool) {
+        self.isolated.store(isolated, Ordering::Relaxed);
+    }
+
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::Relaxed)
+    }
+
+    /// Whether gossip datagrams must be dropped.
+    pub fn drops_gossip(&self) -> bool {
+        self.is_paused() || self.is_isolated()
     }
 }

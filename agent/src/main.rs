@@ -56,5 +56,11 @@ async fn main() -> anyhow::Result<()> {
             node.await
         }
     };
-    result.context("agent failed")
+    match result {
+        Err(err @ infra_agent::node::NodeError::Zombie(_)) => {
+            tracing::error!(%err, "exiting without restart");
+            std::process::exit(infra_agent::node::ZOMBIE_EXIT_CODE);
+        }
+        other => other.context("agent failed"),
+    }
 }

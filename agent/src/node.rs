@@ -13,6 +13,7 @@ use infra_proto::v1::health_server::HealthServer;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -34,6 +35,11 @@ use crate::membership::{
 };
 use crate::quorum::ConfirmedFailure;
 use crate::tls::{TlsError, TlsMaterial};
+
+/// Exit status of an agent that stopped because a newer generation of it
+/// runs elsewhere: the service manager must not restart it
+/// (systemd: `RestartPreventExitStatus=3`).
+pub const ZOMBIE_EXIT_CODE: i32 = 3;
 
 /// How long a clean stop waits for tasks before aborting them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -65,7 +71,13 @@ pub struct NodeDeps {
     /// Where votes go; `None` → broadcast to every agent's aggregator.
     pub vote_sink: Option<Arc<dyn VoteSink>>,
     pub fault: FaultSwitch,
+    /// More gRPC services to serve on the agent's mTLS port (e.g. the Raft
+    /// service), each added to the route table.
+    pub extra_services: Vec<ServiceHook>,
 }
+
+/// Adds one service to the agent's gRPC routes.
+pub type ServiceHook = Box<dyn FnOnce(&mut RoutesBuilder) + Send>;
 
 /// A started agent.
 pub struct RunningNode {
@@ -149,9 +161,10 @@ pub async fn start(
         }
     };
     let aggregator = Aggregator::new(config.suspicion_window * 2);
-    let clients = Arc::new(GrpcProber::new(
+    let clients = Arc::new(GrpcProber::with_fault(
         config.node_name.clone(),
         tls.client_config(),
+        deps.fault.clone(),
     ));
     let prober: Arc<dyn Prober> = clients.clone();
     let votes = deps.vote_sink.unwrap_or_else(|| {
@@ -181,13 +194,19 @@ pub async fn start(
         confirmed: aggregator.confirmed(),
         auth: membership.auth_stats(),
     });
-    let server = Server::builder()
-        .tls_config(tls.server_config())
-        .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+    let mut routes = RoutesBuilder::default();
+    routes
         .add_service(HealthServer::new(health_api))
         .add_service(ControlServer::new(ControlApi {
             status: status.clone(),
         }));
+    for hook in deps.extra_services {
+        hook(&mut routes);
+    }
+    let server = Server::builder()
+        .tls_config(tls.server_config())
+        .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+        .add_routes(routes.routes());
     let stop = inner.clone();
     let addr = config.grpc_listen;
     tasks.spawn(async move {

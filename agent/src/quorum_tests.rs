@@ -202,3 +202,107 @@ fn changing_monitor_sets_applies_to_later_votes() {
     q.record_vote(vote("e", "a", 1, 0)).unwrap();
     assert_eq!(q.evaluate(0)[0].voters, vec!["c", "e"]);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+    fn arb_monitors() -> impl Strategy<Value = BTreeMap<String, Vec<String>>> {
+        proptest::collection::btree_map(
+            0..NAMES.len(),
+            proptest::collection::btree_set(0..NAMES.len(), 0..5),
+            1..6,
+        )
+        .prop_map(|m| {
+            m.into_iter()
+                .map(|(t, ms)| {
+                    let monitors = ms
+                        .into_iter()
+                        .filter(|&x| x != t)
+                        .map(|x| NAMES[x].to_string());
+                    (NAMES[t].to_string(), monitors.collect())
+                })
+                .collect()
+        })
+    }
+
+    fn arb_votes() -> impl Strategy<Value = Vec<Vote>> {
+        proptest::collection::vec(
+            (
+                0..NAMES.len(),
+                0..NAMES.len(),
+                1u64..3,
+                0u64..5_000,
+                0u32..4,
+            ),
+            0..30,
+        )
+        .prop_map(|vs| {
+            vs.into_iter()
+                .map(|(o, t, g, at, down)| Vote {
+                    observer: NAMES[o].into(),
+                    target: NAMES[t].into(),
+                    target_generation: g,
+                    at_ms: at,
+                    observer_sees_down: down,
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn confirmations_always_rest_on_a_monitor_majority(
+            monitors in arb_monitors(),
+            votes in arb_votes(),
+        ) {
+            let mut q = Quorum::new(WINDOW);
+            q.set_monitors(&monitors);
+            let mut counted = Vec::new();
+            for v in votes {
+                if q.record_vote(v.clone()).is_ok() {
+                    counted.push(v);
+                }
+            }
+            for c in q.evaluate(5_000) {
+                let ms = &monitors[&c.target];
+                let needed = votes_needed(ms.len()).expect("a quorum needs 2 monitors");
+                prop_assert!(needed >= 2);
+                prop_assert!(c.voters.len() >= needed);
+                let mut distinct = c.voters.clone();
+                distinct.dedup();
+                prop_assert_eq!(distinct.len(), c.voters.len());
+                for voter in &c.voters {
+                    prop_assert!(ms.contains(voter), "{} is no monitor of {}", voter, c.target);
+                    let v = counted
+                        .iter()
+                        .rev()
+                        .find(|v| &v.observer == voter && v.target == c.target)
+                        .expect("a counted vote");
+                    prop_assert!(!observer_abstains(q.cluster_size(), v.observer_sees_down as usize));
+                    prop_assert!(5_000 - v.at_ms <= WINDOW);
+                }
+            }
+        }
+
+        #[test]
+        fn a_newer_generation_refutes_everything(
+            monitors in arb_monitors(),
+            votes in arb_votes(),
+        ) {
+            let mut q = Quorum::new(WINDOW);
+            q.set_monitors(&monitors);
+            for v in votes {
+                let _ = q.record_vote(v);
+            }
+            for target in monitors.keys() {
+                q.record_life(target, 99, 0);
+            }
+            prop_assert!(q.evaluate(5_000).is_empty());
+            prop_assert_eq!(q.confirmed().count(), 0);
+        }
+    }
+}

@@ -29,6 +29,8 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("CA certificate {path} does not match its key for cluster id `{cluster_id}`")]
+    CaMismatch { path: PathBuf, cluster_id: String },
     #[error("invalid key in {path}: {source}")]
     Key { path: PathBuf, source: rcgen::Error },
 }
@@ -114,11 +116,47 @@ impl Ca {
             path: key_path.to_path_buf(),
             source,
         })?;
-        Ok(Ca {
+        let ca = Ca {
             issuer: Issuer::new(ca_params(cluster_id), key),
             cert_pem,
             key_pem,
-        })
+        };
+        // The issuer is rebuilt from `cluster_id`: prove that what it signs
+        // chains to the certificate on disk (wrong id or mismatched files).
+        if !ca.verifies(&ca.issue_client("ca-self-check")?) {
+            return Err(TlsError::CaMismatch {
+                path: cert_path.to_path_buf(),
+                cluster_id: cluster_id.to_string(),
+            });
+        }
+        Ok(ca)
+    }
+
+    /// Whether `cert` chains to this CA (as a client certificate).
+    pub fn verifies(&self, cert: &IssuedCert) -> bool {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, UnixTime};
+        let (Ok(root), Ok(leaf)) = (
+            CertificateDer::from_pem_slice(self.cert_pem.as_bytes()),
+            CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()),
+        ) else {
+            return false;
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        if roots.add(root).is_err() {
+            return false;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let Ok(verifier) = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider,
+        )
+        .build() else {
+            return false;
+        };
+        verifier
+            .verify_client_cert(&leaf, &[], UnixTime::now())
+            .is_ok()
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -228,6 +266,19 @@ impl TlsMaterial {
     }
 }
 
+/// Whether a peer certificate (DER) is valid for `name`: the name is one of
+/// its subject alternative names. Node certificates carry the node name, so
+/// this ties a request to the node that sent it.
+pub fn cert_is_for_name(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
+    let Ok(parsed) = rustls::server::ParsedCertificate::try_from(cert) else {
+        return false;
+    };
+    let Ok(server_name) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    rustls::client::verify_server_name(&parsed, &server_name).is_ok()
+}
+
 /// Selects rustls' `ring` provider for this process (tonic's server side
 /// needs a process default when several providers are compiled in).
 /// Idempotent: a provider already installed is kept.
@@ -289,7 +340,25 @@ mod tests {
         );
         let reloaded = Ca::load(&cert, &key, "demo").unwrap();
         assert_eq!(reloaded.cert_pem(), ca.cert_pem());
-        reloaded.issue_client("infractl").unwrap();
+        let issued = reloaded.issue_client("infractl").unwrap();
+        assert!(ca.verifies(&issued), "reloaded CA signs for the original");
+        assert!(!Ca::create("demo").unwrap().verifies(&issued));
+        let err = Ca::load(&cert, &key, "other").unwrap_err();
+        assert!(matches!(err, TlsError::CaMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn certificates_name_their_holder() {
+        let ca = Ca::create("demo").unwrap();
+        let der = |c: &IssuedCert| {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::CertificateDer::from_pem_slice(c.cert_pem.as_bytes()).unwrap()
+        };
+        let node = ca.issue_node("web1", &["127.0.0.5".into()]).unwrap();
+        assert!(cert_is_for_name(&der(&node), "web1"));
+        assert!(!cert_is_for_name(&der(&node), "web2"));
+        let client = ca.issue_client("infractl").unwrap();
+        assert!(!cert_is_for_name(&der(&client), "web1"));
     }
 
     #[test]

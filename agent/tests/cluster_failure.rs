@@ -200,3 +200,142 @@ async fn votes_go_to_the_leader_only_with_a_leader_sink() {
     }
     cluster.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_agent_is_confirmed_without_stretching_the_observers() {
+    let mut cluster = Cluster::start(4, 100).await;
+    cluster.converge(4, Duration::from_secs(15)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..4).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 3)
+        })
+    })
+    .await;
+
+    // A hung agent (probes time out instead of being refused) for good.
+    let hung_at = Instant::now();
+    cluster.nodes[2].fault.set_paused(true);
+    wait_for("quorum confirms hung n2", Duration::from_secs(6), || {
+        [0, 1, 3].iter().all(|&i| {
+            cluster
+                .node(i)
+                .confirmed()
+                .borrow()
+                .iter()
+                .any(|c| c.target == "n2")
+        })
+    })
+    .await;
+    eprintln!("hang -> confirmed on all others: {:?}", hung_at.elapsed());
+    for i in [0, 1, 3] {
+        assert!(
+            !cluster.node(i).status().local.stretched,
+            "slow probes of a hung peer are not local trouble"
+        );
+    }
+    cluster.nodes[2].fault.set_paused(false);
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_agent_abstains_and_the_majority_confirms_it() {
+    let mut cluster = Cluster::start(5, 110).await;
+    cluster.converge(5, Duration::from_secs(15)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..5).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 3)
+        })
+    })
+    .await;
+
+    // n4 keeps running but loses the network: it sees all 4 peers down.
+    cluster.nodes[4].fault.set_isolated(true);
+    let others = [0, 1, 2, 3];
+    wait_for(
+        "majority confirms isolated n4",
+        Duration::from_secs(8),
+        || {
+            others.iter().all(|&i| {
+                cluster
+                    .node(i)
+                    .confirmed()
+                    .borrow()
+                    .iter()
+                    .any(|c| c.target == "n4")
+            })
+        },
+    )
+    .await;
+    wait_for("n4 abstains", Duration::from_secs(5), || {
+        cluster.node(4).status().local.abstaining
+    })
+    .await;
+    // The isolated agent accuses nobody, and nobody else is confirmed.
+    assert!(cluster.node(4).confirmed().borrow().is_empty());
+    for &i in &others {
+        let confirmed = cluster.node(i).confirmed().borrow().clone();
+        assert_eq!(confirmed.len(), 1, "{confirmed:?}");
+    }
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_agent_clears_its_confirmed_failure() {
+    use common::TestNode;
+
+    let mut cluster = Cluster::start(3, 115).await;
+    cluster.converge(3, Duration::from_secs(10)).await;
+    wait_for("full ring assignment", Duration::from_secs(5), || {
+        (0..3).all(|i| {
+            cluster
+                .node(i)
+                .status()
+                .members
+                .iter()
+                .all(|m| m.monitors.len() == 2)
+        })
+    })
+    .await;
+    let old = cluster.nodes[2].node.take().unwrap();
+    let old_generation = old.status().generation;
+    old.kill().await;
+    wait_for("n2 confirmed", Duration::from_secs(6), || {
+        (0..2).all(|i| {
+            cluster
+                .node(i)
+                .confirmed()
+                .borrow()
+                .iter()
+                .any(|c| c.target == "n2")
+        })
+    })
+    .await;
+
+    // The same droplet comes back (same name, data dir and addresses).
+    let config = cluster.nodes[2].config.clone();
+    cluster.nodes[2] = TestNode::start(config).await;
+    assert!(cluster.node(2).status().generation > old_generation);
+    wait_for(
+        "confirmation cleared, n2 alive",
+        Duration::from_secs(10),
+        || {
+            (0..2).all(|i| {
+                let s = cluster.node(i).status();
+                s.confirmed_failures.is_empty()
+                    && s.members.iter().all(|m| m.state == MemberState::Alive)
+            })
+        },
+    )
+    .await;
+    cluster.stop_all().await;
+}

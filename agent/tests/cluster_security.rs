@@ -151,3 +151,124 @@ async fn newer_generation_stops_the_zombie() {
         t.node.take().unwrap().kill().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_observer_itself_may_report_a_failure() {
+    use infra_proto::v1::FailureReport;
+
+    let mut cluster = Cluster::start(1, 75).await;
+    let addr = cluster.nodes[0].config.grpc_advertise;
+    let report = |observer: &str| FailureReport {
+        observer: observer.into(),
+        target: "n0".into(),
+        target_generation: 1,
+        at_ms: unix_ms(),
+        observer_sees_down: 0,
+    };
+    let connect = |tls: ClientTlsConfig| async move {
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        HealthClient::new(channel)
+    };
+    // infractl's certificate cannot vote as a node.
+    let mut ctl = connect(cluster.pki.client("infractl").client_config()).await;
+    let status = ctl.report_failure(report("web1")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // web1's certificate can vote as web1 (not counted: it monitors nothing).
+    let mut web1 = connect(cluster.pki.client("web1").client_config()).await;
+    let ack = web1
+        .report_failure(report("web1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ack.accepted);
+    // ...but not as anyone else.
+    let status = web1.report_failure(report("web2")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    cluster.stop_all().await;
+}
+
+/// The Raft service (or any other) plugs into the agent's mTLS port.
+struct EchoRaft;
+
+#[tonic::async_trait]
+impl infra_proto::v1::raft_server::Raft for EchoRaft {
+    async fn append_entries(
+        &self,
+        r: tonic::Request<infra_proto::v1::RaftMessage>,
+    ) -> Result<tonic::Response<infra_proto::v1::RaftMessage>, tonic::Status> {
+        Ok(tonic::Response::new(r.into_inner()))
+    }
+    async fn vote(
+        &self,
+        r: tonic::Request<infra_proto::v1::RaftMessage>,
+    ) -> Result<tonic::Response<infra_proto::v1::RaftMessage>, tonic::Status> {
+        Ok(tonic::Response::new(r.into_inner()))
+    }
+    async fn install_snapshot(
+        &self,
+        r: tonic::Request<infra_proto::v1::RaftMessage>,
+    ) -> Result<tonic::Response<infra_proto::v1::RaftMessage>, tonic::Status> {
+        Ok(tonic::Response::new(r.into_inner()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_services_are_served_over_mtls() {
+    use infra_agent::node::NodeDeps;
+    use infra_proto::v1::RaftMessage;
+    use infra_proto::v1::raft_client::RaftClient;
+    use infra_proto::v1::raft_server::RaftServer;
+
+    let pki = Pki::new("test");
+    let config = node_config(&pki, "n0", Ipv4Addr::new(127, 0, 0, 77), None);
+    let addr = config.grpc_advertise;
+    let deps = NodeDeps {
+        extra_services: vec![Box::new(|routes| {
+            routes.add_service(RaftServer::new(EchoRaft));
+        })],
+        ..NodeDeps::default()
+    };
+    let mut node = TestNode::start_with(config, deps).await;
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(pki.client("n1").client_config())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let reply = RaftClient::new(channel)
+        .vote(RaftMessage {
+            version: 1,
+            payload: b"ping".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.payload, b"ping");
+    // Without a cluster certificate the extra service is refused too.
+    let anonymous = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pki.ca.cert_pem()))
+        .domain_name(infra_agent::tls::CLUSTER_DNS_NAME);
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(anonymous)
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = channel {
+        let r = RaftClient::new(channel)
+            .vote(RaftMessage {
+                version: 1,
+                payload: vec![],
+            })
+            .await;
+        assert!(r.is_err());
+    }
+    node.node.take().unwrap().kill().await;
+}

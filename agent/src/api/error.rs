@@ -14,8 +14,12 @@ pub enum ApiError {
     NotAvailableYet(&'static str),
     #[error("probe failed: {0}")]
     Probe(#[from] ProbeError),
+    #[error("caller's certificate does not name observer `{0}`")]
+    NotTheObserver(String),
     #[error("vote rejected: {0:?}")]
     VoteRejected(VoteRejection),
+    #[error("agent isolated by fault injection")]
+    Isolated,
     #[error("cannot serialize status: {0}")]
     Serialize(#[from] serde_json::Error),
 }
@@ -26,8 +30,9 @@ impl From<ApiError> for Status {
         match err {
             ApiError::InvalidArgument { .. } => Status::invalid_argument(msg),
             ApiError::NotAvailableYet(_) => Status::unimplemented(msg),
-            ApiError::Probe(_) => Status::unavailable(msg),
+            ApiError::Probe(_) | ApiError::Isolated => Status::unavailable(msg),
             ApiError::VoteRejected(_) => Status::failed_precondition(msg),
+            ApiError::NotTheObserver(_) => Status::permission_denied(msg),
             ApiError::Serialize(_) => Status::internal(msg),
         }
     }

@@ -29,6 +29,9 @@ pub struct HealthApi {
 impl Health for HealthApi {
     async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<ProbeReply>, Status> {
         self.fault.wait_unpaused().await;
+        if self.fault.is_isolated() {
+            return Err(ApiError::Isolated.into());
+        }
         Ok(Response::new(ProbeReply {
             node: self.node_name.clone(),
             generation: self.generation,
@@ -41,6 +44,9 @@ impl Health for HealthApi {
         request: Request<ProbeViaRequest>,
     ) -> Result<Response<ProbeViaReply>, Status> {
         self.fault.wait_unpaused().await;
+        if self.fault.is_isolated() {
+            return Err(ApiError::Isolated.into());
+        }
         let req = request.into_inner();
         required("target", &req.target)?;
         let addr = req
@@ -69,9 +75,21 @@ impl Health for HealthApi {
         &self,
         request: Request<FailureReport>,
     ) -> Result<Response<FailureReportAck>, Status> {
+        if self.fault.is_isolated() {
+            return Err(ApiError::Isolated.into());
+        }
+        let certs = request.peer_certs();
         let req = request.into_inner();
         required("observer", &req.observer)?;
         required("target", &req.target)?;
+        // Only the observer itself may cast its vote.
+        let is_observer = certs
+            .as_ref()
+            .and_then(|c| c.first())
+            .is_some_and(|c| crate::tls::cert_is_for_name(c, &req.observer));
+        if !is_observer {
+            return Err(ApiError::NotTheObserver(req.observer).into());
+        }
         let vote = Vote {
             observer: req.observer,
             target: req.target,

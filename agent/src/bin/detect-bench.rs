@@ -28,6 +28,13 @@ struct Args {
     /// The infra-agent binary (default: next to this one).
     #[arg(long)]
     binary: Option<PathBuf>,
+    /// How long each freeze (SIGSTOP → SIGCONT) lasts, in ms.
+    #[arg(long, default_value_t = 1000)]
+    freeze_ms: u64,
+    /// Soak: one cluster, a freeze every 4 s (round robin) for this many
+    /// seconds, counting false confirmations. 0 = no soak.
+    #[arg(long, default_value_t = 0)]
+    soak_secs: u64,
     /// First loopback address octet: agents use 127.0.0.BASE..
     #[arg(long, default_value_t = 100)]
     base: u8,
@@ -160,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
         let mut t = start(&args, &binary, args.trials + trial).await?;
         let victim = 1 + trial % (args.agents - 1);
         t.cluster.signal(victim, "STOP")?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(args.freeze_ms)).await;
         t.cluster.signal(victim, "CONT")?;
         let until = Instant::now() + Duration::from_secs(3);
         let mut confirmed = false;
@@ -175,19 +182,57 @@ async fn main() -> anyhow::Result<()> {
         false_confirms += usize::from(confirmed);
         println!("freeze trial {trial}: confirmed = {confirmed}");
     }
+    let soak = if args.soak_secs > 0 {
+        Some(soak(&args, &binary).await?)
+    } else {
+        None
+    };
     first.sort_unstable();
     all.sort_unstable();
     println!(
         "N={} kills={} first survivor p50={} p99={} ms; all survivors p50={} p99={} ms; \
-         1 s SIGSTOP false confirmations: {}/{}",
+         {} ms SIGSTOP then confirmed: {}/{} trials",
         args.agents,
         args.trials,
         percentile(&first, 0.5),
         percentile(&first, 0.99),
         percentile(&all, 0.5),
         percentile(&all, 0.99),
+        args.freeze_ms,
         false_confirms,
         args.freeze_trials
     );
+    if let Some((freezes, falses)) = soak {
+        println!(
+            "soak {} s: {freezes} freezes of {} ms, false confirmations: {falses}",
+            args.soak_secs, args.freeze_ms
+        );
+    }
     Ok(())
+}
+
+/// One cluster; every 4 s one agent (round robin) freezes for
+/// `freeze_ms`. Returns (freezes, agents ever confirmed failed).
+async fn soak(args: &Args, binary: &Path) -> anyhow::Result<(usize, usize)> {
+    let mut t = start(args, binary, 10_000).await?;
+    let end = Instant::now() + Duration::from_secs(args.soak_secs);
+    let mut freezes = 0;
+    let mut confirmed = std::collections::BTreeSet::new();
+    while Instant::now() < end {
+        let victim = freezes % args.agents;
+        t.cluster.signal(victim, "STOP")?;
+        tokio::time::sleep(Duration::from_millis(args.freeze_ms)).await;
+        t.cluster.signal(victim, "CONT")?;
+        freezes += 1;
+        let next = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < next {
+            for c in t.clients.iter_mut() {
+                if let Some(s) = status(c).await {
+                    confirmed.extend(confirmed_targets(&s));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok((freezes, confirmed.len()))
 }

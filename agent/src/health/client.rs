@@ -15,12 +15,14 @@ use tokio::task::JoinSet;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::{Aggregator, ProbeAnswer, ProbeError, Prober, VoteSink};
+use crate::fault::FaultSwitch;
 use crate::membership::{MembershipView, Presence};
 use crate::quorum::Vote;
 
 /// Health clients with one lazily connected channel per peer address.
 pub struct GrpcProber {
     from: String,
+    fault: FaultSwitch,
     tls: ClientTlsConfig,
     channels: Mutex<HashMap<SocketAddr, Channel>>,
     seq: AtomicU64,
@@ -28,8 +30,14 @@ pub struct GrpcProber {
 
 impl GrpcProber {
     pub fn new(from: String, tls: ClientTlsConfig) -> GrpcProber {
+        GrpcProber::with_fault(from, tls, FaultSwitch::default())
+    }
+
+    /// A prober whose calls fail while `fault` isolates the agent.
+    pub fn with_fault(from: String, tls: ClientTlsConfig, fault: FaultSwitch) -> GrpcProber {
         GrpcProber {
             from,
+            fault,
             tls,
             channels: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
@@ -37,6 +45,12 @@ impl GrpcProber {
     }
 
     fn client(&self, addr: SocketAddr) -> Result<HealthClient<Channel>, ProbeError> {
+        if self.fault.is_isolated() {
+            return Err(ProbeError::Failed {
+                addr,
+                reason: "isolated by fault injection".into(),
+            });
+        }
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ch) = channels.get(&addr) {
             return Ok(HealthClient::new(ch.clone()));

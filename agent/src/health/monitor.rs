@@ -70,10 +70,50 @@ pub async fn run_monitor(
     let mut detector = Detector::new(config.window);
     let mut deadline = Instant::now() + config.interval;
     let mut votes_cast = 0u64;
+    // Probes run on their own: a slow (hung) target never delays the
+    // rounds of the others. At most one operation per target in flight.
+    let mut inflight: JoinSet<(String, Outcome)> = JoinSet::new();
+    let mut busy: BTreeSet<String> = BTreeSet::new();
+    let mut targets: BTreeMap<String, (u64, SocketAddr)> = BTreeMap::new();
+    let mut view_now = view.borrow().clone();
+    let (mut answered, mut failed) = (0usize, 0usize);
+    let mut timeout = config.probe_timeout;
     loop {
+        // A round that overran is not loop lag: only the lateness of the
+        // wake-up itself counts.
+        let target = deadline.max(Instant::now());
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline) => {}
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                let Ok((name, outcome)) = done else {
+                    // A probe task died: forget who was busy rather than
+                    // never probing that target again.
+                    busy.clear();
+                    continue;
+                };
+                busy.remove(&name);
+                let now = Instant::now();
+                match outcome {
+                    Outcome::Direct(Ok(generation)) => {
+                        answered += 1;
+                        detector.on_alive(&name, generation, now);
+                    }
+                    Outcome::Direct(Err(err)) => {
+                        answered += 1;
+                        failed += 1;
+                        tracing::debug!(target_node = %name, %err, "direct probe failed");
+                        if let Some((_, addr)) = targets.get(&name) {
+                            let helpers = pick_helpers(&config.node_name, &name, &view_now, &detector);
+                            busy.insert(name.clone());
+                            inflight.spawn(indirect_probe(prober.clone(), name, *addr, helpers, timeout));
+                        }
+                    }
+                    Outcome::Indirect(Some(generation)) => detector.on_alive(&name, generation, now),
+                    Outcome::Indirect(None) => detector.on_unreachable(&name, now),
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(target) => {}
         }
         if fault.is_paused() {
             // Frozen: do nothing until thawed; the late wake-up that follows
@@ -84,11 +124,11 @@ pub async fn run_monitor(
             }
         }
         let started = Instant::now();
-        let lag = started.saturating_duration_since(deadline);
-        deadline = started + config.interval;
+        let lag = started.saturating_duration_since(target);
+        deadline = target + config.interval;
 
-        let view_now = view.borrow().clone();
-        let targets = assigned_targets(&config.node_name, &assignment.borrow(), &view_now);
+        view_now = view.borrow().clone();
+        targets = assigned_targets(&config.node_name, &assignment.borrow(), &view_now);
         let generations: BTreeMap<String, u64> =
             targets.iter().map(|(n, (g, _))| (n.clone(), *g)).collect();
         detector.set_targets(&generations, started);
@@ -97,63 +137,25 @@ pub async fn run_monitor(
                 detector.on_heartbeat(name, m.heartbeat_seen_at);
             }
         }
+        detector.observe_local_health(lag, config.interval, failed, answered, started);
+        (answered, failed) = (0, 0);
         let stretch = if detector.is_stretched(started) {
             super::STRETCH_FACTOR
         } else {
             1
         };
-        let timeout = config.probe_timeout * stretch;
+        timeout = config.probe_timeout * stretch;
 
-        // Direct probes, all at once.
-        let mut probes = JoinSet::new();
+        // Direct probes of every target without an operation in flight.
         for (name, (_, addr)) in &targets {
-            let (prober, name, addr) = (prober.clone(), name.clone(), *addr);
-            probes.spawn(async move { (name, prober.probe(addr, timeout).await) });
-        }
-        let mut failed = Vec::new();
-        while let Some(done) = probes.join_next().await {
-            let Ok((name, result)) = done else { continue };
-            match result {
-                Ok(answer) => detector.on_alive(&name, answer.generation, Instant::now()),
-                Err(err) => {
-                    tracing::debug!(target_node = %name, %err, "direct probe failed");
-                    failed.push(name);
-                }
-            }
-        }
-        detector.observe_local_health(lag, config.interval, failed.len(), targets.len(), started);
-
-        // Indirect probes for the direct failures.
-        let mut indirect = JoinSet::new();
-        for name in &failed {
-            let Some((_, target_addr)) = targets.get(name) else {
+            if !busy.insert(name.clone()) {
                 continue;
-            };
-            let helpers = pick_helpers(&config.node_name, name, &view_now, &detector);
-            let (prober, name, target_addr) = (prober.clone(), name.clone(), *target_addr);
-            indirect.spawn(async move {
-                let mut asks = JoinSet::new();
-                for helper in helpers {
-                    let (prober, name) = (prober.clone(), name.clone());
-                    asks.spawn(async move {
-                        prober.probe_via(helper, &name, target_addr, timeout).await
-                    });
-                }
-                let mut reached = None;
-                while let Some(done) = asks.join_next().await {
-                    if let Ok(Ok(Some(generation))) = done {
-                        reached = Some(generation);
-                    }
-                }
-                (name, reached)
-            });
-        }
-        while let Some(done) = indirect.join_next().await {
-            let Ok((name, reached)) = done else { continue };
-            match reached {
-                Some(generation) => detector.on_alive(&name, generation, Instant::now()),
-                None => detector.on_unreachable(&name, Instant::now()),
             }
+            let (prober, name, addr) = (prober.clone(), name.clone(), *addr);
+            inflight.spawn(async move {
+                let result = prober.probe(addr, timeout).await.map(|a| a.generation);
+                (name, Outcome::Direct(result))
+            });
         }
 
         // Votes.
@@ -199,6 +201,35 @@ pub async fn run_monitor(
             votes_cast,
         });
     }
+}
+
+/// The result of one probe operation on a target.
+enum Outcome {
+    Direct(Result<u64, super::ProbeError>),
+    /// Indirect probes: `Some(generation)` if any helper reached it.
+    Indirect(Option<u64>),
+}
+
+/// Asks `helpers` (concurrently) to probe `name` at `addr`.
+async fn indirect_probe(
+    prober: Arc<dyn Prober>,
+    name: String,
+    addr: SocketAddr,
+    helpers: Vec<SocketAddr>,
+    timeout: Duration,
+) -> (String, Outcome) {
+    let mut asks = JoinSet::new();
+    for helper in helpers {
+        let (prober, name) = (prober.clone(), name.clone());
+        asks.spawn(async move { prober.probe_via(helper, &name, addr, timeout).await });
+    }
+    let mut reached = None;
+    while let Some(done) = asks.join_next().await {
+        if let Ok(Ok(Some(generation))) = done {
+            reached = Some(generation);
+        }
+    }
+    (name, Outcome::Indirect(reached))
 }
 
 /// Targets `me` monitors that membership knows and that have not left:

@@ -190,13 +190,25 @@ impl Membership {
             // Peers pull the change within a round or two of gossip.
             tokio::time::sleep(self.gossip_interval * 2).await;
         }
-        if let Err(err) = self.handle.shutdown().await {
+        let stopped = match self.handle.initiate_shutdown() {
+            Ok(()) => self.handle.termination_watcher().await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = stopped {
             tracing::warn!(error = %err, "gossip did not stop cleanly");
         }
     }
 
     /// Stops gossip without announcing anything (a crash, for tests).
     pub async fn abort(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Membership {
+    /// Gossip never outlives its membership (the chitchat task is spawned
+    /// by chitchat itself, outside our task set).
+    fn drop(&mut self) {
         self.handle.abort();
     }
 }
