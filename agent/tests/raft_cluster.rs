@@ -4,6 +4,7 @@
 
 mod raft_support;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use infra_agent::consensus::{ConsensusConfig, ConsensusError};
@@ -121,5 +122,34 @@ async fn five_nodes_isolated_minority_cannot_commit() {
         );
         assert_eq!(c.node(i).local_state(), c.node(leader).local_state());
     }
+
+    // Demote two voters (never the leader) to learners: they still
+    // receive every write.
+    let leader = c.wait_leader_among(&[0, 1, 2, 3, 4]).await;
+    let others: Vec<usize> = (0..5).filter(|&i| i != leader).collect();
+    let voter_idx = [leader, others[0], others[1]];
+    let voters: BTreeSet<u64> = voter_idx.iter().map(|&i| c.infos[i].id()).collect();
+    c.node(leader).change_voters(voters.clone()).await.unwrap();
+    let m = c.node(leader).metrics();
+    assert_eq!(m.voters, voters);
+    let learner_idx = [others[2], others[3]];
+    let learners: BTreeSet<u64> = learner_idx.iter().map(|&i| c.infos[i].id()).collect();
+    assert_eq!(m.learners, learners);
+    c.write_via(&[leader], event("to-learners"), LONG).await;
+    wait_for("learners get writes", LONG, || async {
+        learner_idx
+            .iter()
+            .all(|&i| c.has_event(i, "to-learners"))
+            .then_some(())
+    })
+    .await;
+    // Remove one learner from the cluster entirely.
+    c.node(leader)
+        .remove_nodes(BTreeSet::from([c.infos[learner_idx[1]].id()]))
+        .await
+        .unwrap();
+    let m = c.node(leader).metrics();
+    assert!(!m.nodes.contains_key(&c.infos[learner_idx[1]].id()));
+    assert_eq!(m.nodes.len(), 4);
     c.shutdown().await;
 }

@@ -212,6 +212,9 @@ impl Consensus {
 
     /// Makes `voters` the voter set; members dropped from it stay learners.
     /// Every voter must already be a member (added with `add_learner`).
+    /// Note (openraft 0.9): a leader demoted to learner stays the leader
+    /// (a leader need not be a voter) until it fails or is removed with
+    /// [`Consensus::remove_nodes`]; keep the leader in `voters`.
     pub async fn change_voters(&self, voters: BTreeSet<NodeId>) -> Result<(), ConsensusError> {
         self.inner
             .raft

@@ -56,6 +56,29 @@ fn confirm_failure_opens_recovery_with_fencing_token_of_its_entry() {
 }
 
 #[test]
+fn confirm_failure_of_unknown_droplet_is_rejected() {
+    let mut s = ClusterState::default();
+    assert!(s.apply(&confirm("ghost", 1, 10), 1, 1).is_rejected());
+    // A droplet known only from the topology (no runtime record yet) is fine.
+    let mut topology = Topology::default();
+    topology.droplets.insert(
+        "master".into(),
+        crate::topology::DropletState {
+            role: crate::spec::Role::Master,
+            project: None,
+            size: "s-1vcpu-1gb".into(),
+            region: "nyc1".into(),
+            ip: None,
+            monitors: vec![],
+            voter: true,
+        },
+    );
+    let set = env(Command::SetTopology { topology, at_ms: 1 });
+    assert_eq!(s.apply(&set, 2, 1), Response::Applied);
+    opened(&s.apply(&confirm("master", 0, 10), 3, 1));
+}
+
+#[test]
 fn confirm_failure_for_older_generation_is_rejected() {
     let mut s = ClusterState::default();
     s.apply(&upsert("web1", 5), 1, 1);

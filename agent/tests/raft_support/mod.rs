@@ -205,7 +205,18 @@ impl Cluster {
 
     /// Waits until one of `among` is leader in its own view; returns its index.
     pub async fn wait_leader_among(&self, among: &[usize]) -> usize {
-        wait_for("a leader", Duration::from_secs(10), || async {
+        let views: Vec<String> = self
+            .running()
+            .map(|(i, n)| {
+                let m = n.metrics();
+                format!(
+                    "node{i}: {:?} term {} leader {:?}",
+                    m.state, m.term, m.leader
+                )
+            })
+            .collect();
+        let what = format!("a leader among {among:?} (at start: {views:?})");
+        wait_for(&what, Duration::from_secs(10), || async {
             among.iter().copied().find(|&i| {
                 self.nodes[i].as_ref().is_some_and(|n| {
                     let m = n.consensus.metrics();
