@@ -81,23 +81,30 @@ async fn three_nodes_replicate_fail_over_and_restart_with_state() {
 async fn five_nodes_isolated_minority_cannot_commit() {
     let mut c = Cluster::new(5, ConsensusConfig::default()).await;
     c.form().await;
-    c.node(0).write(event("before")).await.unwrap();
+    let all = [0, 1, 2, 3, 4];
+    let leader = c.wait_leader_among(&all).await;
+    c.node(leader).write(event("before")).await.unwrap();
     wait_for("before on all", LONG, || async {
         (0..5).all(|i| c.has_event(i, "before")).then_some(())
     })
     .await;
 
-    // Isolate the leader (node 0) with node 1: a minority of 2.
-    c.isolate(&[0, 1]);
-    let stuck = tokio::time::timeout(Duration::from_secs(2), c.node(0).write(event("minority")));
+    // Isolate the leader with one follower: a minority of 2 of 5.
+    let minority = [leader, (leader + 1) % 5];
+    let majority: Vec<usize> = all.into_iter().filter(|i| !minority.contains(i)).collect();
+    c.isolate(&minority);
+    let stuck = tokio::time::timeout(
+        Duration::from_secs(2),
+        c.node(leader).write(event("minority")),
+    );
     match stuck.await {
         Err(_) => {}
         Ok(Err(e)) => println!("minority write failed as expected: {e}"),
         Ok(Ok(r)) => panic!("a minority committed a write: {r:?}"),
     }
     // The majority elects a leader among itself and commits.
-    c.write_via(&[2, 3, 4], event("majority"), LONG).await;
-    for i in [0, 1] {
+    c.write_via(&majority, event("majority"), LONG).await;
+    for i in minority {
         assert!(!c.has_event(i, "majority"));
         assert!(!c.has_event(i, "minority"));
     }

@@ -228,7 +228,9 @@ impl Cluster {
     }
 
     /// Writes through whichever running node in `among` accepts the write,
-    /// retrying NotLeader/timeouts until `timeout`.
+    /// retrying NotLeader/timeouts until `timeout`. An attempt that timed
+    /// out may still commit later, so a command can apply more than once:
+    /// use it only with commands where that is harmless.
     pub async fn write_via(&self, among: &[usize], cmd: Command, timeout: Duration) -> Response {
         wait_for("a successful write", timeout, || async {
             for &i in among {
