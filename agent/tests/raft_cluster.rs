@@ -63,6 +63,12 @@ async fn three_nodes_replicate_fail_over_and_restart_with_state() {
         (m.last_log_index >= persisted_index && m.voters.len() == 3).then_some(())
     })
     .await;
+    // Its committed entries are re-applied from its own disk, before any
+    // leader contact.
+    wait_for("node0 re-applies its committed log", LONG, || async {
+        c.has_event(0, "w4").then_some(())
+    })
+    .await;
     assert!(!c.node(0).bootstrap().await.unwrap(), "already initialized");
     // Reconnected, it rejoins as a follower and catches up.
     c.heal();
