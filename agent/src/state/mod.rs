@@ -6,6 +6,8 @@ mod command;
 mod recovery;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -232,10 +234,15 @@ impl ClusterState {
                 Response::Applied
             }
             Command::RemoveDroplet { name, at_ms } => {
-                if self.droplets.remove(name).is_none() {
+                // Destroyed on purpose: forget its failures and recoveries too
+                // (an open recovery ends: its next step is rejected).
+                let known = self.droplets.remove(name).is_some()
+                    | self.snapshots.remove(name).is_some()
+                    | self.failures.remove(name).is_some()
+                    | self.recoveries.remove(name).is_some();
+                if !known {
                     return Response::Unchanged;
                 }
-                self.snapshots.remove(name);
                 self.event(log_index, *at_ms, format!("droplet {name} removed"));
                 Response::Applied
             }

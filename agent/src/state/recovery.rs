@@ -70,6 +70,8 @@ impl ClusterState {
             },
         );
         if let Some(record) = self.droplets.get_mut(name) {
+            // Monitors may have seen a newer incarnation than recorded.
+            record.generation = record.generation.max(generation);
             record.status = DropletStatus::Failed;
             record.updated_at_ms = at_ms;
         }
