@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use infra_agent::consensus::{ConsensusConfig, ConsensusError};
 use infra_agent::state::Response;
+use infra_proto::v1::RaftMessage;
+use infra_proto::v1::raft_client::RaftClient;
 use raft_support::{Cluster, event, wait_for};
 
 const LONG: Duration = Duration::from_secs(15);
@@ -40,6 +42,20 @@ async fn three_nodes_replicate_fail_over_and_restart_with_state() {
         c.node(1).read_state(true).await,
         Err(ConsensusError::NotLeader(_))
     ));
+    // The gRPC service refuses payload versions it does not know.
+    let mut client = RaftClient::connect(format!("http://{}", c.infos[1].addr))
+        .await
+        .unwrap();
+    let status = client
+        .vote(RaftMessage {
+            version: 99,
+            payload: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("version 99"), "{status:?}");
+
     let linear = c.node(0).read_state(true).await.unwrap();
     assert!(linear.events.iter().any(|e| e.message == "w4"));
 

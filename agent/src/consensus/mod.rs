@@ -1,6 +1,24 @@
 //! Raft glue: durable log and snapshot storage, the gRPC transport, and the
 //! [`Consensus`] handle through which the agent writes commands to and reads
 //! the replicated [`ClusterState`].
+//!
+//! Wiring in the daemon:
+//! 1. `Consensus::start(NodeInfo::new(name, advertised_addr), data_dir,
+//!    &config, channels, token.child_token())`, where `channels` builds
+//!    (mTLS) channels to peers ([`ChannelFactory`]);
+//! 2. serve `api::raft::RaftService::new(consensus.raft().clone()).into_server()`
+//!    on the agent's gRPC server (the Raft service must only be reachable
+//!    by cluster members: it trusts its callers);
+//! 3. the first agent calls `bootstrap()`; the leader adds each new agent
+//!    with `add_learner(info)` and picks up to 5 voters with
+//!    `change_voters(ids)`;
+//! 4. control writes go through `write(command)`; a `NotLeader` error names
+//!    the leader to forward to; `read_state(true)` for linearizable reads,
+//!    `local_state()` for this node's applied view;
+//! 5. on shutdown cancel the token and await `stopped()`.
+//!
+//! Data dir files: `raft-log`, `raft-vote`, `raft-committed`,
+//! `raft-snapshot` (see `log_store` and `state_machine`).
 
 mod config;
 pub mod frame;
