@@ -136,6 +136,8 @@ struct Inner {
     raft: Raft,
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Becomes true once Raft has shut down.
+    done: watch::Receiver<bool>,
 }
 
 impl Consensus {
@@ -159,11 +161,13 @@ impl Consensus {
             .await
             .map_err(raft_err)?;
         let stopper = raft.clone();
+        let (done_tx, done) = watch::channel(false);
         let task = tokio::spawn(async move {
             shutdown.cancelled().await;
             if let Err(e) = stopper.shutdown().await {
                 tracing::warn!("raft shutdown: {e}");
             }
+            done_tx.send_replace(true);
         });
         Ok(Self {
             inner: Arc::new(Inner {
@@ -171,11 +175,14 @@ impl Consensus {
                 raft,
                 shared,
                 task: Mutex::new(Some(task)),
+                done,
             }),
         })
     }
 
     /// Waits until the node has shut down (after the token was cancelled).
+    /// The first caller joins the shutdown task; clones calling it
+    /// concurrently wait for the same completion.
     pub async fn stopped(&self) {
         let task = self
             .inner
@@ -183,10 +190,17 @@ impl Consensus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
-            tracing::warn!("raft shutdown task: {e}");
+        match task {
+            Some(task) => {
+                if let Err(e) = task.await {
+                    tracing::warn!("raft shutdown task: {e}");
+                }
+            }
+            None => {
+                let mut done = self.inner.done.clone();
+                // Err means the task ended (sender dropped): also stopped.
+                let _ = done.wait_for(|d| *d).await;
+            }
         }
     }
 

@@ -155,7 +155,11 @@ impl Cluster {
     pub async fn stop(&mut self, i: usize) {
         let node = self.nodes[i].take().expect("node running");
         node.token.cancel();
-        node.consensus.stopped().await;
+        // Two handles wait together: both return once Raft is down.
+        let other = node.consensus.clone();
+        tokio::join!(node.consensus.stopped(), other.stopped());
+        let running = node.consensus.raft_metrics().borrow().running_state.clone();
+        assert!(running.is_err(), "node{i} still running after stopped()");
         let mut server = node.server;
         if tokio::time::timeout(Duration::from_secs(3), &mut server)
             .await
