@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,14 +20,30 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::transport::server::TcpIncoming;
 
-/// Directed links that are cut: (from addr, to addr).
+/// Directed links that are cut: (from addr, to addr), plus a loss rate
+/// applied to every RPC (deterministic pseudo-random sequence).
 #[derive(Default)]
 pub struct Partition {
     cut: Mutex<HashSet<(String, String)>>,
+    loss_percent: AtomicU64,
+    rpc_count: AtomicU64,
 }
 
 impl Partition {
     fn is_cut(&self, from: &str, to: &str) -> bool {
+        let loss = self.loss_percent.load(Ordering::Relaxed);
+        if loss > 0 {
+            // SplitMix64 over the RPC counter: reproducible, well spread.
+            let mut z = self
+                .rpc_count
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            if (z ^ (z >> 31)) % 100 < loss {
+                return true;
+            }
+        }
         let cut = self.cut.lock().unwrap();
         cut.contains(&(from.to_string(), to.to_string()))
     }
@@ -270,6 +287,13 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Drops `percent` % of all RPCs (0 turns loss off).
+    pub fn set_loss(&self, percent: u64) {
+        self.partition
+            .loss_percent
+            .store(percent, Ordering::Relaxed);
     }
 
     pub fn heal(&self) {
