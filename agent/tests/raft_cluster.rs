@@ -37,6 +37,8 @@ async fn three_nodes_replicate_fail_over_and_restart_with_state() {
     let err = c.node(1).write(event("nope")).await.unwrap_err();
     let not_leader = err.not_leader().expect("NotLeader");
     assert_eq!(not_leader.leader.as_ref(), Some(&c.infos[0]));
+    assert_eq!(not_leader.leader_addr(), Some(c.infos[0].addr.as_str()));
+    assert_eq!(not_leader.leader_id, Some(c.infos[0].id()));
     assert_eq!(c.node(1).leader().as_ref(), Some(&c.infos[0]));
     assert!(matches!(
         c.node(1).read_state(true).await,

@@ -54,6 +54,13 @@ pub struct NotLeader {
     pub leader: Option<NodeInfo>,
 }
 
+impl NotLeader {
+    /// gRPC address (`host:port`) of the leader to forward to, when known.
+    pub fn leader_addr(&self) -> Option<&str> {
+        self.leader.as_ref().map(|l| l.addr.as_str())
+    }
+}
+
 impl std::fmt::Display for NotLeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.leader {
