@@ -16,6 +16,16 @@ async fn measure(n: usize) {
     let mut c = Cluster::new(n, ConsensusConfig::default()).await;
     c.form().await;
     let all: Vec<usize> = (0..n).collect();
+    // Commit latency of sequential writes (log fsync on every node).
+    let leader = c.wait_leader_among(&all).await;
+    let mut writes = Vec::new();
+    for i in 0..50 {
+        let t = Instant::now();
+        c.node(leader).write(event(&format!("w{i}"))).await.unwrap();
+        writes.push(t.elapsed());
+    }
+    let (w50, w99) = (percentile(&writes, 50), percentile(&writes, 99));
+    println!("{n} nodes: sequential write commit latency (ms): p50 {w50}, p99 {w99}");
     let mut samples = Vec::new();
     let mut elected = Vec::new();
     for trial in 0..TRIALS {
