@@ -102,6 +102,51 @@ async fn three_nodes_replicate_fail_over_and_restart_with_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_member_is_idempotent_and_follows_a_moved_node() {
+    let mut c = Cluster::new(4, ConsensusConfig::default()).await;
+    for i in 0..4 {
+        c.start(i).await;
+    }
+    c.node(0).bootstrap().await.unwrap();
+    c.wait_leader_among(&[0]).await;
+    for i in 1..4 {
+        let voter = i < 3;
+        c.node(0)
+            .add_member(c.infos[i].clone(), voter)
+            .await
+            .unwrap();
+        // Repeating the join changes nothing.
+        c.node(0)
+            .add_member(c.infos[i].clone(), voter)
+            .await
+            .unwrap();
+    }
+    let m = c.node(0).metrics();
+    let ids: Vec<u64> = c.infos.iter().map(|n| n.id()).collect();
+    let id = |i: usize| ids[i];
+    assert_eq!(m.voters, BTreeSet::from([id(0), id(1), id(2)]));
+    assert_eq!(m.learners, BTreeSet::from([id(3)]));
+
+    // Node 2 comes back on a new address with its old disk (restored
+    // droplet, new IP): the leader learns the address and replicates to it.
+    c.stop(2).await;
+    c.node(0).write(event("while-away")).await.unwrap();
+    c.move_node(2).await;
+    c.start(2).await;
+    c.node(0)
+        .add_member(c.infos[2].clone(), true)
+        .await
+        .unwrap();
+    assert_eq!(c.node(0).metrics().nodes[&id(2)], c.infos[2]);
+    wait_for("moved node catches up", LONG, || async {
+        c.has_event(2, "while-away").then_some(())
+    })
+    .await;
+    assert_eq!(c.node(0).metrics().voters.len(), 3);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_isolated_minority_cannot_commit() {
     let mut c = Cluster::new(5, ConsensusConfig::default()).await;
     c.form().await;

@@ -249,6 +249,36 @@ impl Consensus {
         Ok(())
     }
 
+    /// Idempotent join, on the leader: adds `node` as a learner if it is
+    /// not a member, updates its address if it moved (a droplet restored
+    /// with a new IP keeps its name, hence its id), and promotes it to
+    /// voter when `voter` is set.
+    pub async fn add_member(&self, node: NodeInfo, voter: bool) -> Result<(), ConsensusError> {
+        let id = node.id();
+        let m = self.metrics();
+        match m.nodes.get(&id) {
+            None => self.add_learner(node).await?,
+            Some(known) if known.addr != node.addr => {
+                let set = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
+                self.inner
+                    .raft
+                    .change_membership(set, true)
+                    .await
+                    .map_err(write_err)?;
+            }
+            Some(_) => {}
+        }
+        if voter && !m.voters.contains(&id) {
+            let add = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+            self.inner
+                .raft
+                .change_membership(add, true)
+                .await
+                .map_err(write_err)?;
+        }
+        Ok(())
+    }
+
     /// Makes `voters` the voter set; members dropped from it stay learners.
     /// Every voter must already be a member (added with `add_learner`).
     /// Note (openraft 0.9): a leader demoted to learner stays the leader

@@ -133,6 +133,16 @@ impl Cluster {
         }
     }
 
+    /// Gives stopped node `i` a new address (as a droplet restored with a
+    /// new IP), keeping its name and data dir.
+    pub async fn move_node(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "stop node{i} first");
+        let l = TcpListener::bind(format!("127.0.0.{}:0", i + 20))
+            .await
+            .unwrap();
+        self.infos[i].addr = l.local_addr().unwrap().to_string();
+    }
+
     /// Starts (or restarts) node `i` with its data dir and gRPC server.
     pub async fn start(&mut self, i: usize) {
         assert!(self.nodes[i].is_none(), "node{i} already running");
