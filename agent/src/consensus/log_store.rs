@@ -10,6 +10,9 @@
 //!   entry. Append = write + fsync before acknowledging. Truncate and purge
 //!   rewrite the file via temp + fsync + rename. A torn tail is dropped on load.
 //! - `raft-vote`: one record `{version, vote}`, replaced atomically.
+//! - `raft-committed`: one record `{version, committed}`, replaced by rename
+//!   but not fsynced: it is only a hint that lets a restarted node re-apply
+//!   its committed log at once; a stale or unreadable one is safe (ignored).
 //!
 //! All entries since the last purge are also kept in memory for readers.
 //! File I/O is synchronous: openraft serializes log writes, and an fsync of
@@ -33,11 +36,18 @@ use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 pub const LOG_FORMAT_VERSION: u32 = 1;
 const LOG_FILE: &str = "raft-log";
 const VOTE_FILE: &str = "raft-vote";
+const COMMITTED_FILE: &str = "raft-committed";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct LogHeader {
     version: u32,
     last_purged: Option<LogId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CommittedFile {
+    version: u32,
+    committed: Option<LogId>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,6 +80,7 @@ struct Inner {
     entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
+    committed: Option<LogId>,
 }
 
 /// The log store handed to openraft; clones share the same log (the clone
@@ -138,12 +149,14 @@ impl LogStore {
             None => None,
             Some(bytes) => Some(read_vote_file(&vote_path, &bytes)?),
         };
+        let committed = read_committed_file(&dir.join(COMMITTED_FILE));
         let mut inner = Inner {
             dir: dir.to_path_buf(),
             file: open_append(&log_path).map_err(io_at(&log_path))?,
             entries,
             last_purged,
             vote,
+            committed,
         };
         let complete = data
             .as_ref()
@@ -181,6 +194,19 @@ fn read_vote_file(path: &Path, bytes: &[u8]) -> Result<Vote, LogLoadError> {
         return Err(bad(format!("unsupported vote version {}", v.version)));
     }
     Ok(v.vote)
+}
+
+/// The saved committed log id; `None` when absent or unreadable (it is a hint).
+fn read_committed_file(path: &Path) -> Option<LogId> {
+    let bytes = frame::read_optional(path).ok()??;
+    let decoded = frame::decode(&bytes).ok()?;
+    let [rec] = decoded.records.as_slice() else {
+        return None;
+    };
+    let file: CommittedFile = serde_json::from_slice(rec).ok()?;
+    (file.version == LOG_FORMAT_VERSION)
+        .then_some(file.committed)
+        .flatten()
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -272,6 +298,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
         Ok(self.lock().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let mut buf = Vec::new();
+        let file = CommittedFile {
+            version: LOG_FORMAT_VERSION,
+            committed,
+        };
+        encode_json(&file, &mut buf);
+        let path = inner.dir.join(COMMITTED_FILE);
+        let tmp = inner.dir.join(format!("{COMMITTED_FILE}.tmp"));
+        std::fs::write(&tmp, &buf)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| StorageIOError::write(&e))?;
+        inner.committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.lock().committed)
     }
 
     async fn append<I>(

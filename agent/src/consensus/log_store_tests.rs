@@ -57,6 +57,21 @@ async fn entries_vote_truncate_and_purge_survive_reopen() {
 }
 
 #[tokio::test]
+async fn committed_hint_survives_reopen_and_garbage_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path()).unwrap();
+        s.save_committed(Some(log_id(1, 7))).await.unwrap();
+    }
+    let mut s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(s.read_committed().await.unwrap(), Some(log_id(1, 7)));
+    drop(s);
+    fs::write(dir.path().join(COMMITTED_FILE), b"\x05\0\0\0garbage").unwrap();
+    let mut s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(s.read_committed().await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn purge_everything_keeps_last_log_id() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -1,6 +1,24 @@
 //! Raft glue: durable log and snapshot storage, the gRPC transport, and the
 //! [`Consensus`] handle through which the agent writes commands to and reads
 //! the replicated [`ClusterState`].
+//!
+//! Wiring in the daemon:
+//! 1. `Consensus::start(NodeInfo::new(name, advertised_addr), data_dir,
+//!    &config, channels, token.child_token())`, where `channels` builds
+//!    (mTLS) channels to peers ([`ChannelFactory`]);
+//! 2. serve `api::raft::RaftService::new(consensus.raft().clone()).into_server()`
+//!    on the agent's gRPC server (the Raft service must only be reachable
+//!    by cluster members: it trusts its callers);
+//! 3. the first agent calls `bootstrap()`; the leader adds each new agent
+//!    with `add_learner(info)` and picks up to 5 voters with
+//!    `change_voters(ids)`;
+//! 4. control writes go through `write(command)`; a `NotLeader` error names
+//!    the leader to forward to; `read_state(true)` for linearizable reads,
+//!    `local_state()` for this node's applied view;
+//! 5. on shutdown cancel the token and await `stopped()`.
+//!
+//! Data dir files: `raft-log`, `raft-vote`, `raft-committed`,
+//! `raft-snapshot` (see `log_store` and `state_machine`).
 
 mod config;
 pub mod frame;
@@ -34,6 +52,13 @@ pub struct NotLeader {
     pub leader_id: Option<NodeId>,
     /// Name and address of the leader, when known.
     pub leader: Option<NodeInfo>,
+}
+
+impl NotLeader {
+    /// gRPC address (`host:port`) of the leader to forward to, when known.
+    pub fn leader_addr(&self) -> Option<&str> {
+        self.leader.as_ref().map(|l| l.addr.as_str())
+    }
 }
 
 impl std::fmt::Display for NotLeader {
@@ -118,6 +143,8 @@ struct Inner {
     raft: Raft,
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Becomes true once Raft has shut down.
+    done: watch::Receiver<bool>,
 }
 
 impl Consensus {
@@ -141,11 +168,13 @@ impl Consensus {
             .await
             .map_err(raft_err)?;
         let stopper = raft.clone();
+        let (done_tx, done) = watch::channel(false);
         let task = tokio::spawn(async move {
             shutdown.cancelled().await;
             if let Err(e) = stopper.shutdown().await {
                 tracing::warn!("raft shutdown: {e}");
             }
+            done_tx.send_replace(true);
         });
         Ok(Self {
             inner: Arc::new(Inner {
@@ -153,11 +182,14 @@ impl Consensus {
                 raft,
                 shared,
                 task: Mutex::new(Some(task)),
+                done,
             }),
         })
     }
 
     /// Waits until the node has shut down (after the token was cancelled).
+    /// The first caller joins the shutdown task; clones calling it
+    /// concurrently wait for the same completion.
     pub async fn stopped(&self) {
         let task = self
             .inner
@@ -165,10 +197,17 @@ impl Consensus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
-            tracing::warn!("raft shutdown task: {e}");
+        match task {
+            Some(task) => {
+                if let Err(e) = task.await {
+                    tracing::warn!("raft shutdown task: {e}");
+                }
+            }
+            None => {
+                let mut done = self.inner.done.clone();
+                // Err means the task ended (sender dropped): also stopped.
+                let _ = done.wait_for(|d| *d).await;
+            }
         }
     }
 
@@ -210,8 +249,41 @@ impl Consensus {
         Ok(())
     }
 
+    /// Idempotent join, on the leader: adds `node` as a learner if it is
+    /// not a member, updates its address if it moved (a droplet restored
+    /// with a new IP keeps its name, hence its id), and promotes it to
+    /// voter when `voter` is set.
+    pub async fn add_member(&self, node: NodeInfo, voter: bool) -> Result<(), ConsensusError> {
+        let id = node.id();
+        let m = self.metrics();
+        match m.nodes.get(&id) {
+            None => self.add_learner(node).await?,
+            Some(known) if known.addr != node.addr => {
+                let set = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
+                self.inner
+                    .raft
+                    .change_membership(set, true)
+                    .await
+                    .map_err(write_err)?;
+            }
+            Some(_) => {}
+        }
+        if voter && !m.voters.contains(&id) {
+            let add = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+            self.inner
+                .raft
+                .change_membership(add, true)
+                .await
+                .map_err(write_err)?;
+        }
+        Ok(())
+    }
+
     /// Makes `voters` the voter set; members dropped from it stay learners.
     /// Every voter must already be a member (added with `add_learner`).
+    /// Note (openraft 0.9): a leader demoted to learner stays the leader
+    /// (a leader need not be a voter) until it fails or is removed with
+    /// [`Consensus::remove_nodes`]; keep the leader in `voters`.
     pub async fn change_voters(&self, voters: BTreeSet<NodeId>) -> Result<(), ConsensusError> {
         self.inner
             .raft

@@ -4,7 +4,8 @@
 //! every snapshot (built locally or installed from the leader) is written
 //! atomically to `<data_dir>/raft-snapshot` (one framed record holding the
 //! snapshot meta and the state). On restart the state machine starts from
-//! that snapshot and openraft re-applies the committed log after it.
+//! that snapshot and openraft re-applies the log after it up to the saved
+//! committed id (then the rest once the leader says it is committed).
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

@@ -113,7 +113,8 @@ pub enum Command {
         status: DropletStatus,
         at_ms: u64,
     },
-    /// Forget a droplet (destroyed on purpose).
+    /// Forget a droplet destroyed on purpose, with its snapshots, failures
+    /// and recoveries.
     RemoveDroplet { name: String, at_ms: u64 },
     /// A quorum of monitors confirmed `name` (incarnation `generation`) dead.
     /// Opens a recovery whose fencing token is this entry's (term, index).

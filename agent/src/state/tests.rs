@@ -56,6 +56,29 @@ fn confirm_failure_opens_recovery_with_fencing_token_of_its_entry() {
 }
 
 #[test]
+fn confirm_failure_of_unknown_droplet_is_rejected() {
+    let mut s = ClusterState::default();
+    assert!(s.apply(&confirm("ghost", 1, 10), 1, 1).is_rejected());
+    // A droplet known only from the topology (no runtime record yet) is fine.
+    let mut topology = Topology::default();
+    topology.droplets.insert(
+        "master".into(),
+        crate::topology::DropletState {
+            role: crate::spec::Role::Master,
+            project: None,
+            size: "s-1vcpu-1gb".into(),
+            region: "nyc1".into(),
+            ip: None,
+            monitors: vec![],
+            voter: true,
+        },
+    );
+    let set = env(Command::SetTopology { topology, at_ms: 1 });
+    assert_eq!(s.apply(&set, 2, 1), Response::Applied);
+    opened(&s.apply(&confirm("master", 0, 10), 3, 1));
+}
+
+#[test]
 fn confirm_failure_for_older_generation_is_rejected() {
     let mut s = ClusterState::default();
     s.apply(&upsert("web1", 5), 1, 1);
@@ -275,4 +298,25 @@ fn apply_is_deterministic_and_state_round_trips_through_json() {
     assert_eq!(back, a);
     let cmd_json = serde_json::to_string(&cmds[1]).unwrap();
     assert!(cmd_json.contains("\"version\":1"), "{cmd_json}");
+}
+
+#[test]
+fn removing_a_droplet_ends_its_recovery_and_history() {
+    let mut s = ClusterState::default();
+    s.apply(&upsert("web1", 3), 1, 1);
+    let token = opened(&s.apply(&confirm("web1", 3, 10), 2, 1));
+    let rm = env(Command::RemoveDroplet {
+        name: "web1".into(),
+        at_ms: 20,
+    });
+    assert_eq!(s.apply(&rm, 3, 1), Response::Applied);
+    assert!(s.recoveries.is_empty() && s.failures.is_empty());
+    // The saga of the removed droplet cannot continue.
+    assert!(
+        s.apply(&step("web1", token, RecoveryPhase::Fenced), 4, 1)
+            .is_rejected()
+    );
+    // A new droplet with the same name starts from generation 0.
+    assert_eq!(s.apply(&upsert("web1", 0), 5, 1), Response::Applied);
+    opened(&s.apply(&confirm("web1", 0, 30), 6, 1));
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,14 +20,30 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::transport::server::TcpIncoming;
 
-/// Directed links that are cut: (from addr, to addr).
+/// Directed links that are cut: (from addr, to addr), plus a loss rate
+/// applied to every RPC (deterministic pseudo-random sequence).
 #[derive(Default)]
 pub struct Partition {
     cut: Mutex<HashSet<(String, String)>>,
+    loss_percent: AtomicU64,
+    rpc_count: AtomicU64,
 }
 
 impl Partition {
     fn is_cut(&self, from: &str, to: &str) -> bool {
+        let loss = self.loss_percent.load(Ordering::Relaxed);
+        if loss > 0 {
+            // SplitMix64 over the RPC counter: reproducible, well spread.
+            let mut z = self
+                .rpc_count
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            if (z ^ (z >> 31)) % 100 < loss {
+                return true;
+            }
+        }
         let cut = self.cut.lock().unwrap();
         cut.contains(&(from.to_string(), to.to_string()))
     }
@@ -116,6 +133,16 @@ impl Cluster {
         }
     }
 
+    /// Gives stopped node `i` a new address (as a droplet restored with a
+    /// new IP), keeping its name and data dir.
+    pub async fn move_node(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "stop node{i} first");
+        let l = TcpListener::bind(format!("127.0.0.{}:0", i + 20))
+            .await
+            .unwrap();
+        self.infos[i].addr = l.local_addr().unwrap().to_string();
+    }
+
     /// Starts (or restarts) node `i` with its data dir and gRPC server.
     pub async fn start(&mut self, i: usize) {
         assert!(self.nodes[i].is_none(), "node{i} already running");
@@ -155,7 +182,11 @@ impl Cluster {
     pub async fn stop(&mut self, i: usize) {
         let node = self.nodes[i].take().expect("node running");
         node.token.cancel();
-        node.consensus.stopped().await;
+        // Two handles wait together: both return once Raft is down.
+        let other = node.consensus.clone();
+        tokio::join!(node.consensus.stopped(), other.stopped());
+        let running = node.consensus.raft_metrics().borrow().running_state.clone();
+        assert!(running.is_err(), "node{i} still running after stopped()");
         let mut server = node.server;
         if tokio::time::timeout(Duration::from_secs(3), &mut server)
             .await
@@ -205,7 +236,18 @@ impl Cluster {
 
     /// Waits until one of `among` is leader in its own view; returns its index.
     pub async fn wait_leader_among(&self, among: &[usize]) -> usize {
-        wait_for("a leader", Duration::from_secs(10), || async {
+        let views: Vec<String> = self
+            .running()
+            .map(|(i, n)| {
+                let m = n.metrics();
+                format!(
+                    "node{i}: {:?} term {} leader {:?}",
+                    m.state, m.term, m.leader
+                )
+            })
+            .collect();
+        let what = format!("a leader among {among:?} (at start: {views:?})");
+        wait_for(&what, Duration::from_secs(10), || async {
             among.iter().copied().find(|&i| {
                 self.nodes[i].as_ref().is_some_and(|n| {
                     let m = n.consensus.metrics();
@@ -217,7 +259,9 @@ impl Cluster {
     }
 
     /// Writes through whichever running node in `among` accepts the write,
-    /// retrying NotLeader/timeouts until `timeout`.
+    /// retrying NotLeader/timeouts until `timeout`. An attempt that timed
+    /// out may still commit later, so a command can apply more than once:
+    /// use it only with commands where that is harmless.
     pub async fn write_via(&self, among: &[usize], cmd: Command, timeout: Duration) -> Response {
         wait_for("a successful write", timeout, || async {
             for &i in among {
@@ -253,6 +297,13 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Drops `percent` % of all RPCs (0 turns loss off).
+    pub fn set_loss(&self, percent: u64) {
+        self.partition
+            .loss_percent
+            .store(percent, Ordering::Relaxed);
     }
 
     pub fn heal(&self) {
