@@ -10,7 +10,15 @@ async fn serve_prints_url_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_infra-sim"))
-        .args(["serve", "--port", "0", "--profile", "instant", "--token", "secret-1"])
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--profile",
+            "instant",
+            "--token",
+            "secret-1",
+        ])
         .arg("--state")
         .arg(&state)
         .stdout(Stdio::piped())
