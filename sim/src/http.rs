@@ -18,6 +18,8 @@ const MAX_BODY: usize = 4 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedRequest {
     pub request_id: String,
+    /// When the request arrived (Unix milliseconds).
+    pub at_unix_ms: u64,
     pub method: String,
     pub path: String,
     pub query: Option<String>,
@@ -62,10 +64,10 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
-    let now_unix = SystemTime::now()
+    let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
+        .unwrap_or_default();
+    let now_unix = since_epoch.as_secs_f64();
     let token = bearer(&req).filter(|t| app.token_ok(t));
     let (parts, body) = req.into_parts();
     let req_bytes = match to_bytes(body, MAX_BODY).await {
@@ -139,8 +141,10 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
     if let Ok(v) = HeaderValue::from_str(&rid) {
         h.insert("x-request-id", v);
     }
+    tracing::debug!(%method, %path, status = parts.status.as_u16(), request_id = %rid, "request");
     app.record(RecordedRequest {
         request_id: rid,
+        at_unix_ms: since_epoch.as_millis() as u64,
         method,
         path,
         query,

@@ -142,6 +142,10 @@ async fn latency_and_errored_actions_and_request_log() {
     let over_http = sim.get("/_sim/requests").await;
     assert!(over_http.body["requests"].as_array().unwrap().len() >= log.len());
     assert!(log.iter().all(|r| !r.path.starts_with("/_sim")));
+    assert!(
+        log.windows(2)
+            .all(|w| w[0].at_unix_ms <= w[1].at_unix_ms && w[0].at_unix_ms > 0)
+    );
 
     // Kill: the API still says active.
     let r = sim
