@@ -70,9 +70,9 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
     let now_unix = since_epoch.as_secs_f64();
     let token = bearer(&req).filter(|t| app.token_ok(t));
     let (parts, body) = req.into_parts();
-    let req_bytes = match to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => axum::body::Bytes::new(),
+    let (req_bytes, too_large) = match to_bytes(body, MAX_BODY).await {
+        Ok(b) => (b, false),
+        Err(_) => (axum::body::Bytes::new(), true),
     };
     let req_json = json_or_none(&req_bytes);
     let req = Request::from_parts(parts, Body::from(req_bytes));
@@ -81,6 +81,15 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
         None => (
             app.lock_limiter().uncounted(now_unix as u64),
             ApiError::unauthorized().into_response(),
+        ),
+        Some(_) if too_large => (
+            app.lock_limiter().uncounted(now_unix as u64),
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body larger than {MAX_BODY} bytes"),
+            )
+            .into_response(),
         ),
         Some(token) => {
             let decision = app
