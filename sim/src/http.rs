@@ -23,6 +23,7 @@ pub struct RecordedRequest {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
+    /// HTTP status; 0 when a `reset` fault closed the connection instead.
     pub status: u16,
     pub request_body: Option<Value>,
     pub response_body: Option<Value>,
@@ -56,6 +57,16 @@ fn json_or_none(bytes: &[u8]) -> Option<Value> {
     } else {
         serde_json::from_slice(bytes).ok()
     }
+}
+
+/// A response whose body fails at once: hyper aborts the connection, the client gets no answer.
+fn reset_response() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
+            "simulated connection reset",
+        ))
+    });
+    Response::new(Body::from_stream(failing))
 }
 
 /// Middleware wrapped around every `/v2` route.
@@ -101,6 +112,23 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
                 let verdict = app.lock_faults().check(&method, &path);
                 if verdict.delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(verdict.delay_ms)).await;
+                }
+                if let Some(executed) = verdict.reset {
+                    if executed {
+                        let _ = next.run(req).await;
+                    }
+                    app.record(RecordedRequest {
+                        request_id: rid,
+                        at_unix_ms: since_epoch.as_millis() as u64,
+                        method,
+                        path,
+                        query,
+                        status: 0,
+                        request_body: req_json,
+                        response_body: None,
+                    });
+                    app.persist();
+                    return reset_response();
                 }
                 match verdict.status {
                     Some((status, retry_after)) => {
