@@ -29,6 +29,34 @@ pub struct RecordedRequest {
     pub response_body: Option<Value>,
 }
 
+/// A log entry as stored: bodies stay raw bytes until someone reads the log.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub request_id: String,
+    pub at_unix_ms: u64,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub status: u16,
+    pub request_body: axum::body::Bytes,
+    pub response_body: axum::body::Bytes,
+}
+
+impl RawRecord {
+    pub fn decode(&self) -> RecordedRequest {
+        RecordedRequest {
+            request_id: self.request_id.clone(),
+            at_unix_ms: self.at_unix_ms,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            query: self.query.clone(),
+            status: self.status,
+            request_body: json_or_none(&self.request_body),
+            response_body: json_or_none(&self.response_body),
+        }
+    }
+}
+
 fn request_id() -> String {
     let a: u128 = rand::random();
     let h = format!("{a:032x}");
@@ -85,8 +113,7 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
         Ok(b) => (b, false),
         Err(_) => (axum::body::Bytes::new(), true),
     };
-    let req_json = json_or_none(&req_bytes);
-    let req = Request::from_parts(parts, Body::from(req_bytes));
+    let req = Request::from_parts(parts, Body::from(req_bytes.clone()));
 
     let (decision, response) = match token {
         None => (
@@ -117,15 +144,15 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
                     if executed {
                         let _ = next.run(req).await;
                     }
-                    app.record(RecordedRequest {
+                    app.record(RawRecord {
                         request_id: rid,
                         at_unix_ms: since_epoch.as_millis() as u64,
                         method,
                         path,
                         query,
                         status: 0,
-                        request_body: req_json,
-                        response_body: None,
+                        request_body: req_bytes,
+                        response_body: Default::default(),
                     });
                     app.persist();
                     return reset_response();
@@ -155,15 +182,15 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
     };
 
     let (mut parts, body) = response.into_parts();
-    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let mut resp_json = json_or_none(&bytes);
-    let mut bytes = bytes.to_vec();
+    let mut bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
     if parts.status.as_u16() >= 400
-        && let Some(Value::Object(map)) = &mut resp_json
+        && let Some(Value::Object(mut map)) = json_or_none(&bytes)
         && map.contains_key("id")
     {
         map.insert("request_id".into(), Value::String(rid.clone()));
-        bytes = serde_json::to_vec(&map).unwrap_or(bytes);
+        if let Ok(v) = serde_json::to_vec(&map) {
+            bytes = v.into();
+        }
     }
     let h = &mut parts.headers;
     h.remove(header::CONTENT_LENGTH);
@@ -179,15 +206,15 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
         h.insert("x-request-id", v);
     }
     tracing::debug!(%method, %path, status = parts.status.as_u16(), request_id = %rid, "request");
-    app.record(RecordedRequest {
+    app.record(RawRecord {
         request_id: rid,
         at_unix_ms: since_epoch.as_millis() as u64,
         method,
         path,
         query,
         status: parts.status.as_u16(),
-        request_body: req_json,
-        response_body: resp_json,
+        request_body: req_bytes,
+        response_body: bytes.clone(),
     });
     app.persist();
     Response::from_parts(parts, Body::from(bytes))

@@ -4,7 +4,7 @@ use crate::backing::{Machines, NoMachines, ProcessMachines};
 use crate::config::{Backing, SimConfig};
 use crate::error::SimError;
 use crate::faults::{Fault, FaultSet};
-use crate::http::RecordedRequest;
+use crate::http::{RawRecord, RecordedRequest};
 use crate::persist::Persister;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
@@ -26,7 +26,7 @@ pub struct App {
     store: Mutex<Store>,
     faults: Mutex<FaultSet>,
     limiter: Mutex<RateLimiter>,
-    log: Mutex<Vec<RecordedRequest>>,
+    log: Mutex<Vec<RawRecord>>,
     pub base_url: String,
     tokens: Vec<String>,
     persister: Option<Persister>,
@@ -49,7 +49,7 @@ impl App {
     pub fn token_ok(&self, token: &str) -> bool {
         self.tokens.is_empty() || self.tokens.iter().any(|t| t == token)
     }
-    pub fn record(&self, r: RecordedRequest) {
+    pub fn record(&self, r: RawRecord) {
         let mut log = lock(&self.log);
         if log.len() >= MAX_LOG {
             log.drain(..MAX_LOG / 10);
@@ -57,7 +57,8 @@ impl App {
         log.push(r);
     }
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.log).clone()
+        let raw = lock(&self.log).clone();
+        raw.iter().map(RawRecord::decode).collect()
     }
     pub fn clear_requests(&self) {
         lock(&self.log).clear();

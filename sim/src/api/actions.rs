@@ -5,7 +5,7 @@ use super::{AppState, Query, int_id, json, parse, valid_droplet_name};
 use crate::catalog;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Action, DropletStatus, Effect, Snapshot};
-use crate::pagination::{Page, paginate};
+use crate::pagination::{Page, paginate_by};
 use crate::store::Store;
 use crate::timing::Op;
 use crate::views;
@@ -220,24 +220,31 @@ fn list_actions(
     path: &str,
 ) -> ApiResult<Response> {
     let page = Page::from_query(q)?;
-    let items = app.with_store(|s| {
+    let body = app.with_store(|s| {
         if let Some(id) = droplet
             && !s.state.droplets.contains_key(&id)
         {
             return Err(ApiError::not_found());
         }
-        Ok(s.state
+        let matching: Vec<&Action> = s
+            .state
             .actions
             .values()
             .rev()
             .filter(|a| droplet.is_none_or(|d| a.droplet_id == d))
-            .map(views::action)
-            .collect())
+            .collect();
+        let render = |a: &&Action| views::action(a);
+        Ok(paginate_by(
+            "actions",
+            &matching,
+            render,
+            page,
+            &app.base_url,
+            path,
+            q,
+        ))
     })?;
-    Ok(json(
-        StatusCode::OK,
-        paginate("actions", items, page, &app.base_url, path, q),
-    ))
+    Ok(json(StatusCode::OK, body))
 }
 
 pub async fn list_for_droplet(
