@@ -113,6 +113,7 @@ async fn processes_follow_the_droplet_lifecycle() {
     let d = sim.wait_status(id, "active").await;
     let pid = env.wait_pid(id, None).await;
     let data = env.droplet_dir(id).join("data");
+    assert_eq!(sim.handle().droplet_data_dir(id), Some(data.clone()));
     let ip = d["networks"]["v4"][0]["ip_address"]
         .as_str()
         .unwrap()
