@@ -130,14 +130,16 @@ async fn firewall_lifecycle_waiting_then_succeeded() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     let fw = r.body["firewall"].clone();
     assert_eq!(fw["status"], "waiting");
+    assert_eq!(fw["pending_changes"][0]["droplet_id"], id);
     let fid = fw["id"].as_str().unwrap().to_string();
     assert_eq!(fid.len(), 36);
     let settled = common::wait_for(std::time::Duration::from_secs(10), || async {
         let r = sim.get(&format!("/v2/firewalls/{fid}")).await;
-        (r.body["firewall"]["status"] == "succeeded").then_some(())
+        (r.body["firewall"]["status"] == "succeeded").then_some(r.body["firewall"].clone())
     })
-    .await;
-    assert!(settled.is_some());
+    .await
+    .expect("firewall settles");
+    assert_eq!(settled["pending_changes"], json!([]));
 
     let bad = json!({"name": "x-fw", "inbound_rules": [{"protocol": "tcp", "ports": "99999", "sources": {}}]});
     let r = sim.post("/v2/firewalls", bad).await;
