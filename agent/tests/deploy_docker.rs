@@ -188,6 +188,7 @@ async fn web_and_worker_with_secret_files() {
             container_port: 8000,
         }),
         secrets,
+        init: true,
     };
     assert!(
         !format!("{web:?}").contains(&password),

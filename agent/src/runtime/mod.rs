@@ -18,6 +18,7 @@
 mod context;
 mod docker;
 pub mod manifests;
+mod secret_files;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ use crate::deploy::SecretValue;
 
 pub use context::context_tar;
 pub use docker::DockerRuntime;
+pub use secret_files::{SecretFiles, on_tmpfs};
 
 /// Label keys every managed container carries.
 pub const LABEL_MANAGED: &str = "infra.managed";
@@ -136,6 +138,10 @@ pub struct ContainerSpec {
     pub publish: Option<PortPublish>,
     /// Secret files, readable at `/run/secrets/<name>`.
     pub secrets: BTreeMap<String, SecretValue>,
+    /// Run an init as PID 1 (forwards SIGTERM, reaps zombies): a process
+    /// that ignores SIGTERM as PID 1 then stops without waiting the grace.
+    /// Needs the engine's init binary (docker-init / catatonit).
+    pub init: bool,
 }
 
 /// A container as the engine reports it.
