@@ -6,6 +6,7 @@ pub mod cutover;
 pub mod git;
 pub mod releases;
 pub mod secrets;
+pub mod service;
 pub mod version;
 
 pub use secrets::{MissingSecret, SecretValue, resolve_secrets};

@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use crate::spec::ServiceKind;
+use crate::deploy::service::image_ref;
+use crate::spec::{DeploymentConfig, ServiceKind};
 
 const NAMESPACE: &str = include_str!("../../../templates/k8s-namespace.yaml.tera");
 const DEPLOYMENT: &str = include_str!("../../../templates/k8s-deployment.yaml.tera");
@@ -19,6 +20,8 @@ pub enum ManifestError {
         value: String,
         reason: &'static str,
     },
+    #[error("project `{0}` is not in deployment_config.json")]
+    UnknownProject(String),
     #[error("rendering {template} failed: {message}")]
     Render {
         template: &'static str,
@@ -50,6 +53,51 @@ pub struct RenderInput {
     pub project: String,
     pub env: String,
     pub services: Vec<ServiceManifest>,
+}
+
+impl RenderInput {
+    /// The services of `project` in `cfg` at release `tag`, each with
+    /// `replicas` replicas; `host_port(service)` is the port a web service
+    /// is published on by docker-compose.
+    pub fn from_deployment(
+        cfg: &DeploymentConfig,
+        project: &str,
+        env: &str,
+        tag: &str,
+        replicas: u32,
+        host_port: impl Fn(&str) -> u16,
+    ) -> Result<RenderInput, ManifestError> {
+        let p = cfg
+            .projects
+            .get(project)
+            .ok_or_else(|| ManifestError::UnknownProject(project.into()))?;
+        let services = p
+            .services
+            .iter()
+            .map(|(name, s)| ServiceManifest {
+                name: name.clone(),
+                kind: s.kind,
+                image: image_ref(project, name, tag),
+                containerfile_path: s.containerfile_path.clone(),
+                command: s.command.clone(),
+                environment: s
+                    .environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                secrets: s.secrets.clone(),
+                container_port: s.container_port(),
+                host_port: host_port(name),
+                health_path: s.health_path().into(),
+                replicas,
+            })
+            .collect();
+        Ok(RenderInput {
+            project: project.into(),
+            env: env.into(),
+            services,
+        })
+    }
 }
 
 /// A rendered file: name and content.

@@ -130,3 +130,27 @@ fn bad_names_are_rejected_with_the_field() {
     i.services[1].secrets.push("../etc".into());
     assert!(render_k8s(&i).is_err());
 }
+
+#[test]
+fn input_from_deployment_config() {
+    let cfg: crate::spec::DeploymentConfig = serde_json::from_value(serde_json::json!({
+        "projects": {"shop": {"services": {
+            "web": {"type": "web", "containerfile_path": "Dockerfile", "secrets": ["db_password"]},
+            "mailer": {"type": "worker", "containerfile_path": "Dockerfile", "command": "run-mailer"}
+        }}}
+    }))
+    .unwrap();
+    let input =
+        RenderInput::from_deployment(&cfg, "shop", "uat", "v0.1.0-uat-20261125-0900", 1, |s| {
+            if s == "web" { 20001 } else { 0 }
+        })
+        .unwrap();
+    assert_eq!(input.services.len(), 2);
+    assert_eq!(input.services[0].image, "shop-web:v0.1.0-uat-20261125-0900");
+    assert_eq!(input.services[0].host_port, 20001);
+    assert_eq!(input.services[1].command.as_deref(), Some("run-mailer"));
+    let files = render_k8s(&input).unwrap();
+    assert_eq!(files.len(), 4);
+    let err = RenderInput::from_deployment(&cfg, "nope", "uat", "t", 1, |_| 0).unwrap_err();
+    assert!(err.to_string().contains("`nope`"), "{err}");
+}

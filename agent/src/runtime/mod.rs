@@ -187,8 +187,8 @@ pub trait ContainerRuntime: Send + Sync {
     async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError>;
 }
 
-/// Checks a name used as a file or container name component.
-pub(crate) fn check_name(field: &'static str, value: &str) -> Result<(), RuntimeError> {
+/// Checks a name used as a container name or a file name component.
+pub fn check_name(field: &'static str, value: &str) -> Result<(), RuntimeError> {
     let ok = !value.is_empty()
         && !value.starts_with('.')
         && !value.starts_with('-')
