@@ -5,6 +5,7 @@
 pub mod cutover;
 pub mod git;
 pub mod releases;
+pub mod rollout;
 pub mod secrets;
 pub mod service;
 pub mod version;
