@@ -24,6 +24,14 @@ use super::{
     RuntimeError, SECRETS_DIR, check_name, context_tar,
 };
 
+/// Longest wait for the engine's answer to start: loading a large image or
+/// uploading a large build context answers only when done (bollard's
+/// default is 2 minutes).
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Recommended secrets root: on the `/dev/shm` tmpfs.
+pub const DEFAULT_SECRETS_ROOT: &str = "/dev/shm/infra-secrets";
+
 /// The Docker (or Podman) engine reached through `DOCKER_HOST` or the
 /// default local socket.
 #[derive(Clone)]
@@ -63,10 +71,11 @@ impl DockerRuntime {
     /// Connects with `Docker::connect_with_local_defaults` (honours
     /// `DOCKER_HOST=unix://...`) and negotiates the API version (Docker 20.10
     /// speaks 1.41). Secret files live under `secrets_root/<container>/`,
-    /// which should be on a tmpfs (e.g. `/dev/shm/infra-secrets`).
+    /// which should be on a tmpfs ([`DEFAULT_SECRETS_ROOT`]).
     pub async fn connect(secrets_root: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| RuntimeError::Connect(e.to_string()))?
+            .with_timeout(ENGINE_TIMEOUT)
             .negotiate_version()
             .await
             .map_err(|e| RuntimeError::Connect(e.to_string()))?;

@@ -32,7 +32,7 @@ use futures::Stream;
 use crate::deploy::SecretValue;
 
 pub use context::context_tar;
-pub use docker::DockerRuntime;
+pub use docker::{DEFAULT_SECRETS_ROOT, DockerRuntime};
 pub use secret_files::{SecretFiles, on_tmpfs};
 
 /// Label keys every managed container carries.
