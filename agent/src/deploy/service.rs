@@ -26,6 +26,17 @@ pub fn shell_command(command: &str) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), command.into()]
 }
 
+/// The host port for a new web container: a cutover runs the new container
+/// beside the old one, so releases alternate between the service's two
+/// ports (`primary`, `alternate`), starting on `primary`.
+pub fn next_host_port(primary: u16, alternate: u16, current: Option<u16>) -> u16 {
+    if current == Some(primary) {
+        alternate
+    } else {
+        primary
+    }
+}
+
 /// Where a release runs.
 #[derive(Debug, Clone)]
 pub struct Placement<'a> {
@@ -114,6 +125,15 @@ mod tests {
         assert_eq!(c.labels.to_map()["infra.environment"], "prod");
         assert!(c.secrets.contains_key("db_password"));
         crate::runtime::check_name("container name", &c.name).unwrap();
+    }
+
+    #[test]
+    fn releases_alternate_between_two_ports() {
+        assert_eq!(next_host_port(20001, 30001, None), 20001);
+        assert_eq!(next_host_port(20001, 30001, Some(20001)), 30001);
+        assert_eq!(next_host_port(20001, 30001, Some(30001)), 20001);
+        // A container found on an unexpected port moves back to primary.
+        assert_eq!(next_host_port(20001, 30001, Some(1234)), 20001);
     }
 
     #[test]
