@@ -89,6 +89,7 @@ fn web(id: &str, image: &str, slot: &str, port: u16) -> ContainerSpec {
             container_port: 8000,
         }),
         secrets: BTreeMap::new(),
+        init: true,
     }
 }
 

@@ -15,6 +15,7 @@ use infra_agent::deploy::{SecretValue, UatTag, git, resolve_secrets};
 use infra_agent::runtime::{
     BuildRequest, ContainerRuntime, ContainerSpec, PortPublish, ServiceLabels,
 };
+use infra_agent::spec::GitConfig;
 use support::*;
 
 fn labels(service: &str, tag: &str) -> ServiceLabels {
@@ -42,18 +43,26 @@ async fn version_tag_build_save_and_load() {
     };
 
     // A project repository with release tags.
-    let origin = tempfile::tempdir().unwrap();
-    support::git(origin.path(), &["init", "-q", "-b", "main"]);
-    busybox_context(origin.path(), "v1", &id);
-    support::git(origin.path(), &["add", "-A"]);
-    support::git(origin.path(), &["commit", "-qm", "first"]);
+    let origins = tempfile::tempdir().unwrap();
+    let origin = origins.path().join("hostomatic");
+    std::fs::create_dir(&origin).unwrap();
+    support::git(&origin, &["init", "-q", "-b", "main"]);
+    busybox_context(&origin, "v1", &id);
+    support::git(&origin, &["add", "-A"]);
+    support::git(&origin, &["commit", "-qm", "first"]);
     for t in ["v1.1.0", "v1.2.0", "v1.10.0-rc1", "nightly"] {
-        support::git(origin.path(), &["tag", t]);
+        support::git(&origin, &["tag", t]);
     }
     let work = tempfile::tempdir().unwrap();
     let clone_dir = work.path().join("hostomatic");
-    let url = origin.path().to_string_lossy().into_owned();
-    git::clone(&url, "main", &clone_dir).await.unwrap();
+    let git_config = GitConfig {
+        base_url: origins.path().to_string_lossy().into_owned(),
+        url_pattern: "{base_url}/{project}".into(),
+    };
+    git::clone_project(&git_config, "hostomatic", "main", &clone_dir)
+        .await
+        .unwrap();
+    let url = git_config.repo_url("hostomatic");
     let tags = git::tags(&clone_dir).await.unwrap();
     let now = chrono::Utc::now();
     let tag = UatTag::for_deploy(tags.iter().map(String::as_str), now).to_string();
@@ -65,9 +74,28 @@ async fn version_tag_build_save_and_load() {
     let written = git::write_tag(&clone_dir, &tag).await.unwrap();
     assert_eq!(written, git::TagWritten::Pushed);
     assert!(
-        support::git(origin.path(), &["tag", "--list"])
+        support::git(&origin, &["tag", "--list"])
             .lines()
             .any(|l| l == tag)
+    );
+    // An origin that refuses the push keeps the tag local, with the reason.
+    let hook = origin.join(".git/hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho read-only origin >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    match git::write_tag(&clone_dir, "v1.2.0-uat-20000101-0000")
+        .await
+        .unwrap()
+    {
+        git::TagWritten::LocalOnly { reason } => {
+            assert!(reason.contains("read-only origin"), "{reason}")
+        }
+        other => panic!("push to a refusing origin: {other:?}"),
+    }
+    assert!(
+        git::tags(&clone_dir)
+            .await
+            .unwrap()
+            .contains(&"v1.2.0-uat-20000101-0000".to_string())
     );
     let missing = git::clone(&url, "no-such-branch", &work.path().join("x")).await;
     assert!(missing.unwrap_err().to_string().contains("no-such-branch"));
@@ -188,6 +216,7 @@ async fn web_and_worker_with_secret_files() {
             container_port: 8000,
         }),
         secrets,
+        init: true,
     };
     assert!(
         !format!("{web:?}").contains(&password),

@@ -182,8 +182,9 @@ async fn rate_limit_and_domains() {
     for _ in 0..5 {
         codes.push(get(listen, "/hostomatic/prod/backend/x").await.0);
     }
+    assert_eq!(codes[0], 200, "{codes:?}");
     assert!(codes.contains(&429), "no request was limited: {codes:?}");
-    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 429), "{codes:?}");
 
     // The domain's server routes /<service>/ (allow the limiter a token).
     let body = poll("domain route", Duration::from_secs(5), || async {

@@ -132,6 +132,7 @@ fn spec(name: &str) -> ContainerSpec {
             container_port: 8000,
         }),
         secrets: BTreeMap::new(),
+        init: false,
     }
 }
 

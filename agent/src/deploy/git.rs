@@ -84,6 +84,16 @@ pub async fn clone(url: &str, branch: &str, dest: &Path) -> Result<(), GitError>
     Ok(())
 }
 
+/// Clones project `project` from `git_config.url_pattern` at `branch`.
+pub async fn clone_project(
+    git_config: &crate::spec::GitConfig,
+    project: &str,
+    branch: &str,
+    dest: &Path,
+) -> Result<(), GitError> {
+    clone(&git_config.repo_url(project), branch, dest).await
+}
+
 /// All tag names of the repository at `repo`.
 pub async fn tags(repo: &Path) -> Result<Vec<String>, GitError> {
     let out = git(Some(repo), &["tag", "--list"]).await?;

@@ -5,7 +5,9 @@
 pub mod cutover;
 pub mod git;
 pub mod releases;
+pub mod rollout;
 pub mod secrets;
+pub mod service;
 pub mod version;
 
 pub use secrets::{MissingSecret, SecretValue, resolve_secrets};

@@ -2,8 +2,6 @@
 //! (bollard), also serving Podman's Docker-compatible socket.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,23 +18,32 @@ use bollard::query_parameters::{
 };
 use futures::{StreamExt, TryStreamExt};
 
+use super::secret_files::SecretFiles;
 use super::{
     BuildRequest, ByteStream, ContainerInfo, ContainerRuntime, ContainerSpec, ImageInfo,
     RuntimeError, SECRETS_DIR, check_name, context_tar,
 };
+
+/// Longest wait for the engine's answer to start: loading a large image or
+/// uploading a large build context answers only when done (bollard's
+/// default is 2 minutes).
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Recommended secrets root: on the `/dev/shm` tmpfs.
+pub const DEFAULT_SECRETS_ROOT: &str = "/dev/shm/infra-secrets";
 
 /// The Docker (or Podman) engine reached through `DOCKER_HOST` or the
 /// default local socket.
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
-    secrets_root: PathBuf,
+    secrets: SecretFiles,
 }
 
 impl std::fmt::Debug for DockerRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DockerRuntime")
-            .field("secrets_root", &self.secrets_root)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -64,10 +71,11 @@ impl DockerRuntime {
     /// Connects with `Docker::connect_with_local_defaults` (honours
     /// `DOCKER_HOST=unix://...`) and negotiates the API version (Docker 20.10
     /// speaks 1.41). Secret files live under `secrets_root/<container>/`,
-    /// which should be on a tmpfs (e.g. `/dev/shm/infra-secrets`).
+    /// which should be on a tmpfs ([`DEFAULT_SECRETS_ROOT`]).
     pub async fn connect(secrets_root: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| RuntimeError::Connect(e.to_string()))?
+            .with_timeout(ENGINE_TIMEOUT)
             .negotiate_version()
             .await
             .map_err(|e| RuntimeError::Connect(e.to_string()))?;
@@ -77,48 +85,13 @@ impl DockerRuntime {
             .map_err(|e| RuntimeError::Connect(e.to_string()))?;
         Ok(DockerRuntime {
             docker,
-            secrets_root: secrets_root.into(),
+            secrets: SecretFiles::new(secrets_root),
         })
     }
 
     /// The underlying client (tests use it for `exec` and inspection).
     pub fn client(&self) -> &Docker {
         &self.docker
-    }
-
-    fn secrets_dir(&self, container: &str) -> PathBuf {
-        self.secrets_root.join(container)
-    }
-
-    /// Writes the secret files of `spec` (dir 0555, files 0444, root dir 0700).
-    fn write_secrets(&self, spec: &ContainerSpec) -> Result<PathBuf, RuntimeError> {
-        let io = |context: String| move |source| RuntimeError::Io { context, source };
-        let dir = self.secrets_dir(&spec.name);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.secrets_root)
-            .map_err(io(format!("create {}", self.secrets_root.display())))?;
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io(format!("clear {}", dir.display())))?;
-        }
-        std::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(&dir)
-            .map_err(io(format!("create {}", dir.display())))?;
-        for (name, value) in &spec.secrets {
-            check_name("secret name", name)?;
-            let path = dir.join(name);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .open(&path)
-                .map_err(io(format!("create secret file {}", path.display())))?;
-            f.write_all(value.expose().as_bytes())
-                .map_err(io(format!("write secret file {}", path.display())))?;
-        }
-        Ok(dir)
     }
 
     fn create_body(&self, spec: &ContainerSpec, secrets: Option<&PathBuf>) -> ContainerCreateBody {
@@ -129,6 +102,7 @@ impl DockerRuntime {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
+            init: spec.init.then_some(true),
             ..Default::default()
         };
         let mut exposed = None;
@@ -317,7 +291,7 @@ impl ContainerRuntime for DockerRuntime {
         let secrets = if spec.secrets.is_empty() {
             None
         } else {
-            Some(self.write_secrets(spec)?)
+            Some(self.secrets.write(&spec.name, &spec.secrets)?)
         };
         let body = self.create_body(spec, secrets.as_ref());
         let opts = CreateContainerOptionsBuilder::default()
@@ -327,8 +301,8 @@ impl ContainerRuntime for DockerRuntime {
         let id = match created {
             Ok(r) => r.id,
             Err(e) => {
-                if let Some(dir) = &secrets {
-                    let _ = std::fs::remove_dir_all(dir);
+                if secrets.is_some() {
+                    let _ = self.secrets.remove(&spec.name);
                 }
                 return Err(engine("create container", &spec.name)(e));
             }
@@ -365,13 +339,7 @@ impl ContainerRuntime for DockerRuntime {
             Err(e) => Err(engine("remove container", name)(e)),
         };
         if check_name("container name", name).is_ok() {
-            let dir = self.secrets_dir(name);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|source| RuntimeError::Io {
-                    context: format!("remove secrets of {name}"),
-                    source,
-                })?;
-            }
+            self.secrets.remove(name)?;
         }
         result
     }

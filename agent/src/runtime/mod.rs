@@ -18,6 +18,7 @@
 mod context;
 mod docker;
 pub mod manifests;
+mod secret_files;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,7 +32,8 @@ use futures::Stream;
 use crate::deploy::SecretValue;
 
 pub use context::context_tar;
-pub use docker::DockerRuntime;
+pub use docker::{DEFAULT_SECRETS_ROOT, DockerRuntime};
+pub use secret_files::{SecretFiles, on_tmpfs};
 
 /// Label keys every managed container carries.
 pub const LABEL_MANAGED: &str = "infra.managed";
@@ -136,6 +138,10 @@ pub struct ContainerSpec {
     pub publish: Option<PortPublish>,
     /// Secret files, readable at `/run/secrets/<name>`.
     pub secrets: BTreeMap<String, SecretValue>,
+    /// Run an init as PID 1 (forwards SIGTERM, reaps zombies): a process
+    /// that ignores SIGTERM as PID 1 then stops without waiting the grace.
+    /// Needs the engine's init binary (docker-init / catatonit).
+    pub init: bool,
 }
 
 /// A container as the engine reports it.
@@ -181,8 +187,8 @@ pub trait ContainerRuntime: Send + Sync {
     async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError>;
 }
 
-/// Checks a name used as a file or container name component.
-pub(crate) fn check_name(field: &'static str, value: &str) -> Result<(), RuntimeError> {
+/// Checks a name used as a container name or a file name component.
+pub fn check_name(field: &'static str, value: &str) -> Result<(), RuntimeError> {
     let ok = !value.is_empty()
         && !value.starts_with('.')
         && !value.starts_with('-')

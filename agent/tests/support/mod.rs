@@ -93,7 +93,8 @@ where
     }
 }
 
-/// Writes a build context: static busybox, `/www/health`, `/www/version`
+/// Writes a build context: static busybox (applets linked in /bin),
+/// `/www/health`, `/www/version`
 /// and a Containerfile running `httpd -f -p 8000 -h /www`.
 pub fn busybox_context(dir: &Path, version: &str, test_label: &str) {
     std::fs::create_dir_all(dir.join("www")).unwrap();
@@ -103,7 +104,8 @@ pub fn busybox_context(dir: &Path, version: &str, test_label: &str) {
     std::fs::write(
         dir.join("Containerfile"),
         format!(
-            "FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\n\
+            "FROM scratch\nCOPY busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY www /www\n\
              LABEL infra.test=\"{test_label}\"\n\
              CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8000\", \"-h\", \"/www\"]\n"
         ),
