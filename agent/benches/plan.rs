@@ -1,9 +1,13 @@
 //! Planner benchmark: N projects × 3 environments × 5 services (3 web + 2
 //! workers) on 3 web droplets each, planned from an empty topology and from
-//! the applied one (the steady state: an empty plan).
+//! the applied one (the steady state: an empty plan). Measured twice: wall
+//! time (`plan`) and this thread's CPU time (`plan_cpu`, from
+//! `/proc/thread-self/schedstat`), which stays meaningful on a loaded machine.
 
 use std::hint::black_box;
+use std::time::Duration;
 
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use indexmap::IndexMap;
 use infra_agent::plan::{PlanOptions, plan};
@@ -69,8 +73,49 @@ fn spec(projects: usize) -> Spec {
     }
 }
 
-fn bench_plan(c: &mut Criterion) {
-    let mut group = c.benchmark_group("plan");
+/// CPU time consumed by the calling thread (Linux).
+fn thread_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat (Linux)");
+    let nanos = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+    Duration::from_nanos(nanos.expect("schedstat: first field is CPU time in ns"))
+}
+
+/// Criterion measurement of the benchmark thread's CPU time.
+struct ThreadCpuTime(WallTime);
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_time()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_time().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.0.formatter()
+    }
+}
+
+fn bench_wall(c: &mut Criterion) {
+    bench_plan(c, "plan");
+}
+
+fn bench_cpu(c: &mut Criterion<ThreadCpuTime>) {
+    bench_plan(c, "plan_cpu");
+}
+
+fn bench_plan<M: Measurement>(c: &mut Criterion<M>, name: &str) {
+    let mut group = c.benchmark_group(name);
     group.sample_size(10);
     let opts = PlanOptions::default();
     for projects in [100usize, 500, 2000] {
@@ -103,5 +148,10 @@ fn bench_plan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_plan);
-criterion_main!(benches);
+criterion_group!(wall, bench_wall);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(ThreadCpuTime(WallTime));
+    targets = bench_cpu
+}
+criterion_main!(wall, cpu);

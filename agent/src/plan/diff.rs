@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::{Action, Change, Detail, DropletFields, Kind, Plan, PlanOptions};
-use crate::topology::{DropletState, ServiceState, Topology};
+use crate::topology::{DropletState, Topology};
 
 fn fields(d: &DropletState) -> DropletFields {
     DropletFields {
@@ -14,121 +14,110 @@ fn fields(d: &DropletState) -> DropletFields {
     }
 }
 
-/// The plan that turns `current` into `target`.
-pub fn diff(current: &Topology, target: &Topology, opts: &PlanOptions) -> Plan {
-    let mut changes = Vec::new();
-    droplet_changes(current, target, opts, &mut changes);
-    service_changes(current, target, opts, &mut changes);
-    member_changes(current, target, &mut changes);
-    changes.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    Plan { changes }
+fn into_fields(d: DropletState) -> DropletFields {
+    DropletFields {
+        role: d.role,
+        project: d.project,
+        size: d.size,
+        region: d.region,
+    }
 }
 
-fn droplet_changes(
-    current: &Topology,
-    target: &Topology,
-    opts: &PlanOptions,
-    out: &mut Vec<Change>,
-) {
-    for (name, want) in &target.droplets {
-        let after = Some(fields(want));
-        let Some(have) = current.droplets.get(name) else {
-            let detail = Detail::Droplet {
-                before: None,
-                after,
-                replace: false,
-            };
-            out.push(Change {
-                action: Action::Create,
-                kind: Kind::Droplet,
-                name: name.clone(),
-                detail,
-                blocked: false,
-            });
-            continue;
-        };
-        let before = Some(fields(have));
-        if before == after && !opts.force {
-            continue;
-        }
-        let replace = opts.force
-            || have.region != want.region
-            || have.role != want.role
-            || have.project != want.project;
-        let detail = Detail::Droplet {
-            before,
-            after,
-            replace,
-        };
-        let blocked = replace && !opts.allow_destroy;
-        out.push(Change {
-            action: Action::Update,
-            kind: Kind::Droplet,
-            name: name.clone(),
-            detail,
-            blocked,
-        });
-    }
+fn same_fields(a: &DropletState, b: &DropletState) -> bool {
+    a.role == b.role && a.project == b.project && a.size == b.size && a.region == b.region
+}
+
+/// The plan that turns `current` into `target` (consumed: its parts move
+/// into the changes instead of being copied).
+pub fn diff(current: &Topology, target: Topology, opts: &PlanOptions) -> Plan {
+    let mut changes = Vec::new();
+    member_changes(current, &target, &mut changes);
     for (name, have) in &current.droplets {
         if !target.droplets.contains_key(name) {
-            let detail = Detail::Droplet {
-                before: Some(fields(have)),
-                after: None,
-                replace: false,
-            };
-            let blocked = !opts.allow_destroy;
-            out.push(Change {
+            changes.push(Change {
                 action: Action::Delete,
                 kind: Kind::Droplet,
                 name: name.clone(),
-                detail,
-                blocked,
+                detail: Detail::Droplet {
+                    before: Some(fields(have)),
+                    after: None,
+                    replace: false,
+                },
+                blocked: !opts.allow_destroy,
             });
-        }
-    }
-}
-
-fn service_changes(
-    current: &Topology,
-    target: &Topology,
-    opts: &PlanOptions,
-    out: &mut Vec<Change>,
-) {
-    let change = |action,
-                  name: &String,
-                  before: Option<&ServiceState>,
-                  after: Option<&ServiceState>| Change {
-        action,
-        kind: Kind::Service,
-        name: name.clone(),
-        detail: Detail::Service {
-            before: before.cloned(),
-            after: after.cloned(),
-            redeploy: opts.force,
-        },
-        blocked: false,
-    };
-    for (name, want) in &target.services {
-        match current.services.get(name) {
-            None => out.push(change(Action::Create, name, None, Some(want))),
-            Some(have) if have != want || opts.force => {
-                out.push(change(Action::Update, name, Some(have), Some(want)))
-            }
-            Some(_) => {}
         }
     }
     for (name, have) in &current.services {
         if !target.services.contains_key(name) {
-            out.push(Change {
+            changes.push(Change {
+                action: Action::Delete,
+                kind: Kind::Service,
+                name: name.clone(),
                 detail: Detail::Service {
                     before: Some(have.clone()),
                     after: None,
                     redeploy: false,
                 },
-                ..change(Action::Delete, name, None, None)
+                blocked: false,
             });
         }
     }
+    let Topology { droplets, services } = target;
+    for (name, want) in droplets {
+        let change = match current.droplets.get(&name) {
+            None => Change {
+                action: Action::Create,
+                kind: Kind::Droplet,
+                detail: Detail::Droplet {
+                    before: None,
+                    after: Some(into_fields(want)),
+                    replace: false,
+                },
+                name,
+                blocked: false,
+            },
+            Some(have) if same_fields(have, &want) && !opts.force => continue,
+            Some(have) => {
+                let replace = opts.force
+                    || have.region != want.region
+                    || have.role != want.role
+                    || have.project != want.project;
+                Change {
+                    action: Action::Update,
+                    kind: Kind::Droplet,
+                    detail: Detail::Droplet {
+                        before: Some(fields(have)),
+                        after: Some(into_fields(want)),
+                        replace,
+                    },
+                    name,
+                    blocked: replace && !opts.allow_destroy,
+                }
+            }
+        };
+        changes.push(change);
+    }
+    for (name, want) in services {
+        let (action, before) = match current.services.get(&name) {
+            None => (Action::Create, None),
+            Some(have) if *have != want || opts.force => (Action::Update, Some(have.clone())),
+            Some(_) => continue,
+        };
+        let detail = Detail::Service {
+            before,
+            after: Some(want),
+            redeploy: opts.force && action == Action::Update,
+        };
+        changes.push(Change {
+            action,
+            kind: Kind::Service,
+            name,
+            detail,
+            blocked: false,
+        });
+    }
+    changes.sort_unstable_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    Plan { changes }
 }
 
 /// Monitor and voter changes for every droplet in either topology.
@@ -166,12 +155,11 @@ fn member_changes(current: &Topology, target: &Topology, out: &mut Vec<Change>) 
         let is = want.is_some_and(|d| d.voter);
         if was != is {
             let action = if is { Action::Create } else { Action::Delete };
-            let detail = Detail::Voter { voter: is };
             out.push(Change {
                 action,
                 kind: Kind::Voter,
                 name: name.clone(),
-                detail,
+                detail: Detail::Voter { voter: is },
                 blocked: false,
             });
         }

@@ -205,5 +205,5 @@ impl Plan {
 /// The changes that take `current` to what `spec` asks for.
 pub fn plan(spec: &Spec, current: &Topology, opts: &PlanOptions) -> Plan {
     let target = desired(spec, current);
-    diff::diff(current, &target, opts)
+    diff::diff(current, target, opts)
 }
