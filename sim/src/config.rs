@@ -109,3 +109,21 @@ impl fmt::Debug for SimConfig {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_tokens() {
+        let cfg = SimConfig {
+            tokens: vec!["dop_v1_secret".into()],
+            ..SimConfig::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("dop_v1_secret"), "{shown}");
+        assert!(shown.contains("1 redacted"));
+        assert_eq!("fast".parse::<Profile>(), Ok(Profile::Fast));
+        assert!("warp".parse::<Profile>().unwrap_err().contains("warp"));
+    }
+}

@@ -18,6 +18,8 @@ const MAX_BODY: usize = 4 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedRequest {
     pub request_id: String,
+    /// When the request arrived (Unix milliseconds).
+    pub at_unix_ms: u64,
     pub method: String,
     pub path: String,
     pub query: Option<String>,
@@ -62,15 +64,15 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
-    let now_unix = SystemTime::now()
+    let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
+        .unwrap_or_default();
+    let now_unix = since_epoch.as_secs_f64();
     let token = bearer(&req).filter(|t| app.token_ok(t));
     let (parts, body) = req.into_parts();
-    let req_bytes = match to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => axum::body::Bytes::new(),
+    let (req_bytes, too_large) = match to_bytes(body, MAX_BODY).await {
+        Ok(b) => (b, false),
+        Err(_) => (axum::body::Bytes::new(), true),
     };
     let req_json = json_or_none(&req_bytes);
     let req = Request::from_parts(parts, Body::from(req_bytes));
@@ -79,6 +81,15 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
         None => (
             app.lock_limiter().uncounted(now_unix as u64),
             ApiError::unauthorized().into_response(),
+        ),
+        Some(_) if too_large => (
+            app.lock_limiter().uncounted(now_unix as u64),
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body larger than {MAX_BODY} bytes"),
+            )
+            .into_response(),
         ),
         Some(token) => {
             let decision = app
@@ -139,8 +150,10 @@ pub async fn api_layer(State(app): State<Arc<App>>, req: Request, next: Next) ->
     if let Ok(v) = HeaderValue::from_str(&rid) {
         h.insert("x-request-id", v);
     }
+    tracing::debug!(%method, %path, status = parts.status.as_u16(), request_id = %rid, "request");
     app.record(RecordedRequest {
         request_id: rid,
+        at_unix_ms: since_epoch.as_millis() as u64,
         method,
         path,
         query,

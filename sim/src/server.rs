@@ -159,7 +159,13 @@ impl Sim {
         };
         let machines: Box<dyn Machines> = match &cfg.backing {
             Backing::None => Box::new(NoMachines),
-            Backing::Process(p) => Box::new(ProcessMachines::new(p.clone(), base_url.clone())),
+            Backing::Process(p) => {
+                let mut p = p.clone();
+                p.base_dir = std::path::absolute(&p.base_dir).map_err(|e| {
+                    SimError::Config(format!("base_dir {}: {e}", p.base_dir.display()))
+                })?;
+                Box::new(ProcessMachines::new(p, base_url.clone()))
+            }
         };
         let mut store = Store::new(state, Timing::new(cfg.profile, cfg.time_scale), machines);
         store.start_running();

@@ -132,12 +132,20 @@ pub fn ssh_key(k: &SshKey) -> Value {
 }
 
 pub fn firewall(f: &Firewall) -> Value {
+    let pending: Vec<Value> = if f.status == "waiting" {
+        f.droplet_ids
+            .iter()
+            .map(|d| json!({"droplet_id": d, "removing": false, "status": "waiting"}))
+            .collect()
+    } else {
+        Vec::new()
+    };
     json!({
         "id": f.id,
         "name": f.name,
         "status": f.status,
         "created_at": ts(f.created_at),
-        "pending_changes": [],
+        "pending_changes": pending,
         "inbound_rules": f.inbound_rules,
         "outbound_rules": f.outbound_rules,
         "droplet_ids": f.droplet_ids,

@@ -203,3 +203,21 @@ async fn multi_create_filters_and_delete_by_tag() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(sim.get("/v2/droplets").await.body["meta"]["total"], 1);
 }
+
+#[tokio::test]
+async fn realistic_profile_create_takes_30_to_70_scaled_seconds() {
+    let sim = TestSim::start(SimConfig {
+        profile: Profile::Realistic,
+        time_scale: 60.0,
+        ..SimConfig::default()
+    })
+    .await;
+    let start = std::time::Instant::now();
+    let id = sim.create_droplet("slow", json!("ubuntu-24-04-x64")).await;
+    let r = sim.get(&format!("/v2/droplets/{id}")).await;
+    assert_eq!(r.body["droplet"]["status"], "new");
+    sim.wait_status(id, "active").await;
+    let took = start.elapsed().as_secs_f64();
+    // 30-70 s divided by 60, plus polling slack.
+    assert!((0.5..3.0).contains(&took), "create took {took:.2} s");
+}
