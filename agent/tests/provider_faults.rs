@@ -226,6 +226,8 @@ async fn client_pacer_spreads_a_burst() {
         "burst not paced: {took:?}"
     );
     assert_eq!(env.count("GET", "/v2/account"), 25);
+    let burst = env.max_in_window(Duration::from_millis(400));
+    assert!(burst <= 10, "{burst} requests within 400 ms");
     env.shutdown().await;
 }
 

@@ -4,6 +4,8 @@
 
 #[path = "support/do_spec.rs"]
 mod do_spec;
+// Shared helpers; not every one is used by this test binary.
+#[allow(dead_code)]
 #[path = "support/sim_env.rs"]
 mod sim_env;
 
