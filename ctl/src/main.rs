@@ -15,7 +15,7 @@ enum Cmd {
     Cloud {
         #[command(subcommand)]
         cmd: cloud::CloudCmd,
-        #[arg(long, value_enum, default_value_t = cloud::OutputFormat::Text)]
+        #[arg(long, value_enum, global = true, default_value_t = cloud::OutputFormat::Text)]
         output: cloud::OutputFormat,
     },
 }
