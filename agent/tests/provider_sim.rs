@@ -138,6 +138,15 @@ async fn droplet_lifecycle_actions_snapshots_images() {
     assert!(actions.iter().any(|a| a.kind == "create"));
     assert!(actions.iter().any(|a| a.kind == "snapshot"));
 
+    // Restore: a new droplet from the snapshot's image id.
+    let mut restore = create_req(&["app-1-restored"]);
+    restore.image = ImageRef::Id(mine[0].id);
+    let restored = c.create_droplets(&restore).await.unwrap();
+    c.wait_action(restored.action_ids[0]).await.unwrap();
+    let r = c.get_droplet(restored.droplets[0].id).await.unwrap();
+    assert_eq!(r.image_id, Some(mine[0].id));
+    assert_eq!(r.status, DropletStatus::Active);
+
     c.delete_snapshot(mine[0].id).await.unwrap();
     assert!(c.list_droplet_snapshots(d.id).await.unwrap().is_empty());
     c.delete_droplet(d.id).await.unwrap();
