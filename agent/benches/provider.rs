@@ -130,11 +130,13 @@ async fn run() {
     let list_time = t.elapsed();
     assert_eq!(all.len(), 1000);
     let list_reqs = sim.requests();
+    let mut all_reqs;
     // Make room under the 500-droplet account limit for the 100 new droplets.
     client
         .delete_droplets_by_tag("fleet")
         .await
         .expect("delete fleet");
+    all_reqs = sim.requests();
     sim.clear_requests();
 
     let t = Instant::now();
@@ -147,6 +149,7 @@ async fn run() {
     }
     let create_time = t.elapsed();
     let create_reqs = sim.requests();
+    all_reqs.extend(create_reqs.iter().cloned());
     assert_eq!(created.droplets.len(), 100);
 
     let total = list_reqs.len() + 1 + create_reqs.len();
@@ -175,8 +178,22 @@ async fn run() {
         1 + 10 + 100,
         "1 idempotency list + 10 creates + one poll loop per action"
     );
+    let burst = max_in_window(&all_reqs, Duration::from_secs(60));
+    println!("most requests in any 60 s window (simulator log): {burst}");
+    assert!(burst <= 250, "burst of {burst} requests per minute");
     cancel.cancel();
     sim.join().await;
+}
+
+/// The most requests within any `window`, from the log's arrival times.
+fn max_in_window(reqs: &[infra_sim::RecordedRequest], window: Duration) -> usize {
+    let mut at: Vec<u64> = reqs.iter().map(|r| r.at_unix_ms).collect();
+    at.sort_unstable();
+    let w = window.as_millis() as u64;
+    (0..at.len())
+        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + w).count())
+        .max()
+        .unwrap_or(0)
 }
 
 fn main() {

@@ -226,6 +226,9 @@ async fn client_pacer_spreads_a_burst() {
         "burst not paced: {took:?}"
     );
     assert_eq!(env.count("GET", "/v2/account"), 25);
+    // Arrival times at the server jitter with scheduling; allow 150 ms of it.
+    let burst = env.max_in_window(Duration::from_millis(250));
+    assert!(burst <= 10, "{burst} requests arrived within 250 ms");
     env.shutdown().await;
 }
 
@@ -282,7 +285,64 @@ async fn waiting_for_a_slow_action_hits_its_deadline() {
         .iter()
         .filter(|r| r.path.starts_with("/v2/actions/"))
         .count();
-    assert!((2..=12).contains(&polls), "polls back off: {polls}");
+    assert!((2..=15).contains(&polls), "polls back off: {polls}");
+    env.assert_bodies_match_spec();
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_then_a_typed_transport_error() {
+    // A port that was just free: nothing listens on it.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = sim_env::fast_config(&format!("http://127.0.0.1:{port}"), "secret-token-xyz");
+    let c = infra_agent::provider::DoClient::new(cfg).unwrap();
+    let start = Instant::now();
+    let e = c.account().await.unwrap_err();
+    match &e {
+        ProviderError::RetriesExhausted { attempts, last } => {
+            assert_eq!(*attempts, 5);
+            assert!(
+                matches!(
+                    **last,
+                    ProviderError::Transport {
+                        ambiguous: false,
+                        ..
+                    }
+                ),
+                "{last:?}"
+            );
+        }
+        other => panic!("expected RetriesExhausted, got {other:?}"),
+    }
+    assert!(!e.to_string().contains("secret-token-xyz"));
+    // 4 backoffs of at least min_wait (5 ms) each.
+    assert!(start.elapsed() >= Duration::from_millis(20));
+}
+
+#[tokio::test]
+async fn dropped_action_response_does_not_start_a_second_snapshot() {
+    let env = SimEnv::start(Profile::Instant, &[]).await;
+    let c = env.client(TOKEN);
+    let created = c.create_droplets(&create_req(&["snap-1"])).await.unwrap();
+    c.wait_action(created.action_ids[0]).await.unwrap();
+    let id = created.droplets[0].id;
+    let path = format!("/v2/droplets/{id}/actions");
+    env.sim().add_fault(Fault::DropResponse {
+        target: target("POST", &path),
+        count: 1,
+    });
+    let snap = DropletAction::Snapshot {
+        name: "only-once".into(),
+    };
+    let a = c.droplet_action(id, &snap).await.unwrap();
+    assert_eq!(a.kind, "snapshot");
+    c.wait_action(a.id).await.unwrap();
+    assert_eq!(env.count("POST", &path), 1, "adopted, not re-posted");
+    let snaps = c.list_droplet_snapshots(id).await.unwrap();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
     env.assert_bodies_match_spec();
     env.shutdown().await;
 }

@@ -4,6 +4,8 @@
 
 #[path = "support/do_spec.rs"]
 mod do_spec;
+// Shared helpers; not every one is used by this test binary.
+#[allow(dead_code)]
 #[path = "support/sim_env.rs"]
 mod sim_env;
 
@@ -135,6 +137,15 @@ async fn droplet_lifecycle_actions_snapshots_images() {
     let actions = c.list_droplet_actions(d.id).await.unwrap();
     assert!(actions.iter().any(|a| a.kind == "create"));
     assert!(actions.iter().any(|a| a.kind == "snapshot"));
+
+    // Restore: a new droplet from the snapshot's image id.
+    let mut restore = create_req(&["app-1-restored"]);
+    restore.image = ImageRef::Id(mine[0].id);
+    let restored = c.create_droplets(&restore).await.unwrap();
+    c.wait_action(restored.action_ids[0]).await.unwrap();
+    let r = c.get_droplet(restored.droplets[0].id).await.unwrap();
+    assert_eq!(r.image_id, Some(mine[0].id));
+    assert_eq!(r.status, DropletStatus::Active);
 
     c.delete_snapshot(mine[0].id).await.unwrap();
     assert!(c.list_droplet_snapshots(d.id).await.unwrap().is_empty());

@@ -43,10 +43,15 @@ pub async fn run_with(
 ) -> anyhow::Result<String> {
     match cmd {
         CloudCmd::Check => {
-            let account = provider
-                .account()
-                .await
-                .context("the API rejected the request for the account (is DO_TOKEN valid?)")?;
+            let account = match provider.account().await {
+                Ok(a) => a,
+                Err(e) if e.status() == Some(401) => {
+                    return Err(
+                        anyhow::Error::new(e).context("token: INVALID (DO_TOKEN was rejected)")
+                    );
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("cannot read the account")),
+            };
             Ok(check_output(&account, provider.rate_limit(), output))
         }
         CloudCmd::Droplets { tag } => {

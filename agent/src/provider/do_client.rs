@@ -372,4 +372,20 @@ mod tests {
             "http://127.0.0.1:9/v2/droplets?tag_name=infra-op%3Aa"
         );
     }
+
+    #[test]
+    fn decode_errors_name_the_field() {
+        let url = Url::parse("http://127.0.0.1:9/v2/droplets").unwrap();
+        let body = json!({"droplets": [{"id": 1, "name": "a", "status": "weird"}]});
+        let e = take_key::<Vec<WireDroplet>>(&Method::GET, &url, body, "droplets").unwrap_err();
+        match e {
+            ProviderError::Decode { field, path, .. } => {
+                assert!(field.starts_with("droplets.[0].status"), "{field}");
+                assert_eq!(path, "/v2/droplets");
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing = take_key::<Vec<WireDroplet>>(&Method::GET, &url, json!({}), "droplets");
+        assert!(missing.unwrap_err().to_string().contains("droplets"));
+    }
 }

@@ -151,6 +151,7 @@ impl DoClient {
         let since = Utc::now() - chrono::Duration::seconds(5);
         let mut attempt = 0;
         let mut pending_rounds = 0;
+        let mut had_ambiguous = false;
         loop {
             let failure = match self.http.attempt(&Method::POST, &url, Some(&body)).await {
                 Ok(reply) => {
@@ -162,27 +163,42 @@ impl DoClient {
             };
             if failure.error.is_pending_event() && pending_rounds < MAX_PENDING_ROUNDS {
                 pending_rounds += 1;
+                // The pending event may be our own action from an answer we lost.
+                if had_ambiguous && let Some(a) = self.adoptable(droplet_id, action, since).await? {
+                    return Ok(a);
+                }
                 self.wait_running_actions(droplet_id, pending_rounds)
                     .await?;
                 continue;
             }
             let ambiguous = failure.error.is_ambiguous();
+            had_ambiguous |= ambiguous;
             self.backoff_or_fail(attempt, failure).await?;
             attempt += 1;
-            if ambiguous {
-                let adopted = self
-                    .list_droplet_actions(droplet_id)
-                    .await?
-                    .into_iter()
-                    .filter(|a| a.kind == action.kind())
-                    .filter(|a| a.started_at.is_some_and(|t| t >= since))
-                    .max_by_key(|a| a.id);
-                if let Some(a) = adopted {
-                    tracing::info!(action = a.id, "action had started; adopting");
-                    return Ok(a);
-                }
+            if ambiguous && let Some(a) = self.adoptable(droplet_id, action, since).await? {
+                return Ok(a);
             }
         }
+    }
+
+    /// The latest action of `action`'s type on the droplet started since `since`.
+    async fn adoptable(
+        &self,
+        droplet_id: u64,
+        action: &DropletAction,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<Option<Action>, ProviderError> {
+        let found = self
+            .list_droplet_actions(droplet_id)
+            .await?
+            .into_iter()
+            .filter(|a| a.kind == action.kind())
+            .filter(|a| a.started_at.is_some_and(|t| t >= since))
+            .max_by_key(|a| a.id);
+        if let Some(a) = &found {
+            tracing::info!(action = a.id, "action had started; adopting");
+        }
+        Ok(found)
     }
 
     /// Waits for every in-progress action of the droplet (their outcome is not ours).

@@ -1,5 +1,18 @@
 //! The cloud provider: the `CloudProvider` trait the agent codes against, its
 //! domain types, and the DigitalOcean API v2 implementation `DoClient`.
+//!
+//! What `DoClient` guarantees:
+//! - retries connection errors, 429 and 5xx (not 501) a bounded number of times
+//!   ([`RetryPolicy`], godo defaults: 4 retries, 1 s doubling to 30 s, jitter);
+//!   a 429 waits for `retry-after`, else until `ratelimit-reset`;
+//! - never sends more than 250 requests per minute (a client-side [`Pacer`]) and
+//!   waits for the hourly budget's reset when `ratelimit-remaining` reaches 0;
+//! - creates droplets exactly once: each carries the tag `infra-op:<operation id>`,
+//!   and after an ambiguous failure (timeout, 5xx, lost answer) or a repeated call
+//!   with the same operation id it adopts the tagged droplets instead of creating more;
+//! - a droplet action that meets "Droplet already has a pending event" waits for
+//!   the running action and tries again; a lost action answer adopts the started action;
+//! - the token ([`Secret`]) never appears in `Debug`, errors or logs.
 
 mod config;
 mod do_client;

@@ -146,4 +146,20 @@ impl SimEnv {
             .filter(|r| r.method == method && r.path == path)
             .count()
     }
+
+    /// The most requests the simulator saw within any `window`.
+    pub fn max_in_window(&self, window: std::time::Duration) -> usize {
+        max_in_window(&self.requests(), window)
+    }
+}
+
+/// The most requests within any `window`, from the log's arrival times.
+pub fn max_in_window(reqs: &[RecordedRequest], window: std::time::Duration) -> usize {
+    let mut at: Vec<u64> = reqs.iter().map(|r| r.at_unix_ms).collect();
+    at.sort_unstable();
+    let w = window.as_millis() as u64;
+    (0..at.len())
+        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + w).count())
+        .max()
+        .unwrap_or(0)
 }
