@@ -7,6 +7,7 @@ pub mod membership;
 pub mod plan;
 pub mod provider;
 pub mod quorum;
+pub mod recovery;
 pub mod spec;
 pub mod tls;
 pub mod topology;
