@@ -147,7 +147,7 @@ pub fn retention_deletes<'a>(
         .filter(|s| parse_snapshot_name(&s.name).is_some_and(|(d, _)| d == droplet))
         .collect();
     // Newest first; ties broken by id so the choice is deterministic.
-    mine.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    mine.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
     let mut extra = mine.split_off(keep.min(mine.len()));
     extra.reverse();
     extra
