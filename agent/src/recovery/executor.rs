@@ -5,16 +5,13 @@
 
 use tokio::time::Instant;
 
-use super::policy::{Admission, AdmissionFacts, RecoveryPolicy, admit, parse_snapshot_name};
+use super::policy::{Admission, AdmissionFacts, RecoveryPolicy, admit};
 use super::saga::{
-    Decision, Fence, FenceAction, FenceFacts, Progress, ReplaceFacts, Replacement, SAGA_VERSION,
-    SagaOutcome, SagaRecord, SourceImage, Step, choose_replacement, fence_action, next_step,
-    old_needs_destroy,
+    Decision, Fence, FenceAction, FenceFacts, Progress, Replacement, SAGA_VERSION, SagaOutcome,
+    SagaRecord, Step, fence_action, next_step, old_needs_destroy,
 };
 use super::{Notice, RecoveryError, SagaCtx};
-use crate::provider::{
-    CreateDroplets, DropletAction, DropletStatus, ImageRef, OperationId, ProviderError, SshKeyRef,
-};
+use crate::provider::{DropletAction, DropletStatus, ProviderError};
 
 /// The result of [`admit_and_run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,14 +79,17 @@ pub async fn run_saga(saga: SagaRecord, ctx: SagaCtx<'_>) -> Result<SagaOutcome,
         .ok_or_else(|| run.inconsistent(Step::Notify, "finished without a replacement"))
 }
 
-struct Run<'a> {
-    saga: SagaRecord,
-    ctx: SagaCtx<'a>,
+pub(super) struct Run<'a> {
+    pub(super) saga: SagaRecord,
+    pub(super) ctx: SagaCtx<'a>,
     tag_created: bool,
 }
 
 impl Run<'_> {
-    fn provider_err(&self, step: Step) -> impl Fn(ProviderError) -> RecoveryError + use<> {
+    pub(super) fn provider_err(
+        &self,
+        step: Step,
+    ) -> impl Fn(ProviderError) -> RecoveryError + use<> {
         let droplet = self.saga.droplet.clone();
         move |source| RecoveryError::Provider {
             droplet: droplet.clone(),
@@ -98,7 +98,7 @@ impl Run<'_> {
         }
     }
 
-    fn inconsistent(&self, step: Step, reason: &str) -> RecoveryError {
+    pub(super) fn inconsistent(&self, step: Step, reason: &str) -> RecoveryError {
         RecoveryError::Inconsistent {
             droplet: self.saga.droplet.clone(),
             step,
@@ -106,7 +106,11 @@ impl Run<'_> {
         }
     }
 
-    async fn commit(&mut self, step: Step, progress: Progress) -> Result<(), RecoveryError> {
+    pub(super) async fn commit(
+        &mut self,
+        step: Step,
+        progress: Progress,
+    ) -> Result<(), RecoveryError> {
         self.saga.at = Some((step, progress));
         if progress == Progress::Started {
             self.saga.step_started_at = Some(self.ctx.clock.now());
@@ -182,14 +186,18 @@ impl Run<'_> {
         self.ctx.provider.tag_droplets(&tag, &[droplet_id]).await
     }
 
-    async fn act(&mut self, droplet_id: u64, action: DropletAction) -> Result<(), ProviderError> {
+    pub(super) async fn act(
+        &mut self,
+        droplet_id: u64,
+        action: DropletAction,
+    ) -> Result<(), ProviderError> {
         self.tag(droplet_id).await?;
         let p = self.ctx.provider;
         let a = p.droplet_action(droplet_id, &action).await?;
         p.wait_action(a.id).await.map(|_| ())
     }
 
-    async fn destroy(&self, droplet_id: u64) -> Result<(), ProviderError> {
+    pub(super) async fn destroy(&self, droplet_id: u64) -> Result<(), ProviderError> {
         match self.ctx.provider.delete_droplet(droplet_id).await {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
@@ -197,7 +205,7 @@ impl Run<'_> {
     }
 
     /// `Some(is_off)` if the droplet exists.
-    async fn observe_off(&self, droplet_id: u64) -> Result<Option<bool>, ProviderError> {
+    pub(super) async fn observe_off(&self, droplet_id: u64) -> Result<Option<bool>, ProviderError> {
         match self.ctx.provider.get_droplet(droplet_id).await {
             Ok(d) => Ok(Some(d.status == DropletStatus::Off)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -232,155 +240,6 @@ impl Run<'_> {
             }
         }
         Err(self.inconsistent(Step::Fence, "fencing did not converge"))
-    }
-
-    /// The newest snapshot named `<droplet>-<YYYYMMDD-HHMM>`.
-    async fn latest_snapshot(&self) -> Result<Option<u64>, ProviderError> {
-        let all = self.ctx.provider.list_snapshots().await?;
-        Ok(all
-            .into_iter()
-            .filter(|s| parse_snapshot_name(&s.name).is_some_and(|(d, _)| d == self.saga.droplet))
-            .max_by_key(|s| (s.created_at, s.id))
-            .map(|s| s.id))
-    }
-
-    async fn replace(&mut self, resuming: bool) -> Result<(), RecoveryError> {
-        let err = self.provider_err(Step::Replace);
-        let plan = match (resuming, self.saga.replacement.clone()) {
-            (true, Some(plan)) => plan,
-            _ => {
-                let old_droplet = match (self.saga.fence, self.saga.old_droplet_id) {
-                    (Some(Fence::PoweredOff), Some(id)) => {
-                        self.observe_off(id).await.map_err(&err)?.map(|_| id)
-                    }
-                    _ => None,
-                };
-                let facts = ReplaceFacts {
-                    old_droplet,
-                    latest_snapshot: self.latest_snapshot().await.map_err(&err)?,
-                    rebuild_failed: false,
-                };
-                let plan = choose_replacement(facts, &self.saga.template.base_image);
-                self.saga.replacement = Some(plan.clone());
-                self.commit(Step::Replace, Progress::Started).await?;
-                plan
-            }
-        };
-        let (droplet_id, image) = match plan {
-            Replacement::Create { image } => {
-                let found = if resuming {
-                    self.find_created().await.map_err(&err)?
-                } else {
-                    None
-                };
-                let id = match found {
-                    Some(id) => id,
-                    None => self.create(&image).await.map_err(&err)?,
-                };
-                self.saga.new_droplet_id = Some(id);
-                return Ok(());
-            }
-            Replacement::RebuildInPlace { droplet_id, image } => (droplet_id, image),
-        };
-        let rebuilt = match self
-            .find_rebuild(droplet_id, resuming)
-            .await
-            .map_err(&err)?
-        {
-            Some(action) => self.ctx.provider.wait_action(action).await.map(|_| ()),
-            None => {
-                let image = image_ref(&image);
-                self.act(droplet_id, DropletAction::Rebuild { image }).await
-            }
-        };
-        match rebuilt {
-            Ok(()) => {
-                self.saga.new_droplet_id = Some(droplet_id);
-                Ok(())
-            }
-            Err(e @ ProviderError::ActionErrored { .. }) => {
-                tracing::warn!(droplet_id, error = %e, "rebuild failed; creating a new droplet");
-                let facts = ReplaceFacts {
-                    old_droplet: Some(droplet_id),
-                    latest_snapshot: match &image {
-                        SourceImage::Snapshot { id } => Some(*id),
-                        SourceImage::Base { .. } => None,
-                    },
-                    rebuild_failed: true,
-                };
-                let plan = choose_replacement(facts, &self.saga.template.base_image);
-                self.saga.replacement = Some(plan.clone());
-                self.commit(Step::Replace, Progress::Started).await?;
-                let id = self.create(plan.image()).await.map_err(&err)?;
-                self.saga.new_droplet_id = Some(id);
-                Ok(())
-            }
-            Err(e) => Err(err(e)),
-        }
-    }
-
-    /// A droplet this saga created under any of its tokens (a create is never repeated).
-    async fn find_created(&self) -> Result<Option<u64>, ProviderError> {
-        for token in self.saga.all_tokens() {
-            let tag = OperationId::new(token.operation_id())?.tag();
-            let found = self.ctx.provider.list_droplets(Some(&tag)).await?;
-            if let Some(d) = found.iter().find(|d| d.name == self.saga.droplet) {
-                tracing::info!(droplet_id = d.id, %tag, "adopting the droplet an earlier run created");
-                return Ok(Some(d.id));
-            }
-        }
-        Ok(None)
-    }
-
-    /// A rebuild of the droplet started by this step (only when resuming).
-    async fn find_rebuild(
-        &self,
-        droplet_id: u64,
-        resuming: bool,
-    ) -> Result<Option<u64>, ProviderError> {
-        let Some(since) = self.saga.step_started_at.filter(|_| resuming) else {
-            return Ok(None);
-        };
-        let skew = chrono::Duration::from_std(self.ctx.timing.skew).unwrap_or_default();
-        let actions = self.ctx.provider.list_droplet_actions(droplet_id).await?;
-        Ok(actions
-            .into_iter()
-            .filter(|a| a.kind == "rebuild" && a.started_at.is_some_and(|t| t >= since - skew))
-            .map(|a| a.id)
-            .max())
-    }
-
-    async fn create(&mut self, image: &SourceImage) -> Result<u64, ProviderError> {
-        let t = &self.saga.template;
-        let mut tags = t.tags.clone();
-        tags.push(self.saga.token.tag());
-        let req = CreateDroplets {
-            names: vec![self.saga.droplet.clone()],
-            region: t.region.clone(),
-            size: t.size.clone(),
-            image: image_ref(image),
-            ssh_keys: t.ssh_key_ids.iter().map(|i| SshKeyRef::Id(*i)).collect(),
-            tags,
-            user_data: t.user_data.clone(),
-            vpc_uuid: t.vpc_uuid.clone(),
-            ipv6: false,
-            monitoring: true,
-            operation_id: Some(OperationId::new(self.saga.token.operation_id())?),
-        };
-        let created = self.ctx.provider.create_droplets(&req).await?;
-        for a in &created.action_ids {
-            self.ctx.provider.wait_action(*a).await?;
-        }
-        let d = created
-            .droplets
-            .first()
-            .ok_or_else(|| ProviderError::Decode {
-                method: "POST".into(),
-                path: "/v2/droplets".into(),
-                field: "droplet".into(),
-                message: "the create answer holds no droplet".into(),
-            })?;
-        Ok(d.id)
     }
 
     async fn await_join(&mut self) -> Result<(), RecoveryError> {
@@ -429,12 +288,5 @@ impl Run<'_> {
             tokio::time::sleep(timing.poll).await;
         }
         Ok(())
-    }
-}
-
-fn image_ref(image: &SourceImage) -> ImageRef {
-    match image {
-        SourceImage::Snapshot { id } => ImageRef::Id(*id),
-        SourceImage::Base { slug } => ImageRef::Slug(slug.clone()),
     }
 }

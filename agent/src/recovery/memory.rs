@@ -186,6 +186,19 @@ impl Notifier for LogNotifier {
     }
 }
 
+/// Sends each notice to every notifier in turn (e.g. the log line and the state event).
+#[derive(Default)]
+pub struct Notifiers(pub Vec<Box<dyn Notifier>>);
+
+#[async_trait]
+impl Notifier for Notifiers {
+    async fn notify(&self, notice: &Notice) {
+        for n in &self.0 {
+            n.notify(notice).await;
+        }
+    }
+}
+
 /// The wall clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

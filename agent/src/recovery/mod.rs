@@ -11,6 +11,7 @@ mod executor;
 mod maintenance;
 mod memory;
 mod policy;
+mod replace;
 mod saga;
 
 #[cfg(test)]
@@ -32,7 +33,8 @@ pub use maintenance::{
     CleanupReport, SnapshotRun, apply_retention, run_cleanup, snapshot_droplet, snapshot_infos,
 };
 pub use memory::{
-    LogNotifier, MemoryEffects, MemoryJoins, MemoryNotifier, MemorySagaLog, SystemClock,
+    EffectsState, LogNotifier, MemoryEffects, MemoryJoins, MemoryNotifier, MemorySagaLog,
+    Notifiers, SystemClock,
 };
 pub use policy::{
     Admission, AdmissionFacts, CloudDroplet, Deletion, KnownState, RecoveryPolicy, SnapshotInfo,

@@ -145,7 +145,8 @@ impl Replacement {
 }
 
 /// What a new droplet looks like (kept in the record so a new leader can create it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` leaves out the user-data, which may carry a join secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropletTemplate {
     pub region: String,
     pub size: String,
@@ -158,6 +159,20 @@ pub struct DropletTemplate {
     pub user_data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_uuid: Option<String>,
+}
+
+impl fmt::Debug for DropletTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DropletTemplate")
+            .field("region", &self.region)
+            .field("size", &self.size)
+            .field("base_image", &self.base_image)
+            .field("ssh_key_ids", &self.ssh_key_ids)
+            .field("tags", &self.tags)
+            .field("user_data", &self.user_data.as_ref().map(|_| "<redacted>"))
+            .field("vpc_uuid", &self.vpc_uuid)
+            .finish()
+    }
 }
 
 /// How the saga ended.

@@ -197,3 +197,12 @@ fn outcome_needs_a_replacement() {
         ("web1", 5, 88)
     );
 }
+
+#[test]
+fn debug_output_hides_user_data() {
+    let mut s = saga();
+    s.template.user_data = Some("#cloud-config\njoin_token: s3cr3t".into());
+    let dbg = format!("{s:?}");
+    assert!(!dbg.contains("s3cr3t"), "{dbg}");
+    assert!(dbg.contains("<redacted>"), "{dbg}");
+}

@@ -10,7 +10,8 @@ use infra_agent::provider::{
     RetryPolicy, Secret,
 };
 use infra_agent::recovery::{
-    Clock, DropletTemplate, FencingToken, SYSTEM_TAG, SagaRecord, SagaTiming, SystemClock,
+    Clock, DropletTemplate, FencingToken, MemoryEffects, MemoryJoins, MemoryNotifier,
+    MemorySagaLog, SYSTEM_TAG, SagaCtx, SagaLog, SagaRecord, SagaTiming, SystemClock,
 };
 use infra_sim::{RecordedRequest, Sim, SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
@@ -191,4 +192,37 @@ pub fn deletes(reqs: &[RecordedRequest]) -> Vec<String> {
 
 pub fn now_name(droplet: &str) -> String {
     infra_agent::recovery::snapshot_name(droplet, Utc::now())
+}
+
+/// The in-memory trait implementations a saga runs with.
+pub struct Fixture {
+    pub log: MemorySagaLog,
+    pub joins: MemoryJoins,
+    pub effects: MemoryEffects,
+    pub notifier: MemoryNotifier,
+    pub timing: SagaTiming,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self {
+            log: MemorySagaLog::default(),
+            joins: MemoryJoins::default(),
+            effects: MemoryEffects::with_targets(&["web1", "web2"]),
+            notifier: MemoryNotifier::default(),
+            timing: timing(),
+        }
+    }
+
+    pub fn ctx<'a>(&'a self, env: &'a Env, log: &'a dyn SagaLog) -> SagaCtx<'a> {
+        SagaCtx {
+            provider: &env.client,
+            log,
+            joins: &self.joins,
+            effects: &self.effects,
+            notifier: &self.notifier,
+            clock: &SystemClock,
+            timing: &self.timing,
+        }
+    }
 }
