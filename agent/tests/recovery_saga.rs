@@ -297,3 +297,71 @@ async fn leader_dies_mid_saga_rebuild_is_not_repeated() {
 async fn leader_dies_mid_saga_create_is_not_repeated() {
     leader_dies_after_replace(true).await;
 }
+
+/// The leader crashes (its task is dropped) while the rebuild action is still running at
+/// the provider (fast profile: actions take time); the next leader adopts that action.
+#[tokio::test]
+async fn leader_crashes_during_a_running_rebuild_and_the_next_adopts_it() {
+    let env = Env::start_with(infra_sim::SimConfig {
+        profile: infra_sim::Profile::Fast,
+        time_scale: 4.0,
+        ..infra_sim::SimConfig::default()
+    })
+    .await;
+    let old = env.droplet("web1", &[]).await;
+    let snap = env.snapshot(old, &now_name("web1")).await;
+    let fx = Fixture::new();
+    fx.joins.mark_joined("web1", 3);
+    env.sim().clear_requests();
+
+    let started = std::time::Instant::now();
+    let crashed_at = {
+        let run = run_saga(saga("web1", 2, old, token(6, 60)), fx.ctx(&env, &fx.log));
+        tokio::pin!(run);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            tokio::select! {
+                r = &mut run => panic!("the saga ended before the crash point: {r:?}"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+            }
+            if actions(&env.requests(), "rebuild") == 1 {
+                break started.elapsed();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no rebuild within 20 s"
+            );
+        }
+    };
+    let mut last = fx.log.last("web1").unwrap();
+    assert_eq!(last.at, Some((Step::Replace, Progress::Started)));
+    let running = env.client.list_droplet_actions(old).await.unwrap();
+    assert!(
+        running
+            .iter()
+            .any(|a| a.kind == "rebuild"
+                && a.status == infra_agent::provider::ActionStatus::InProgress),
+        "the crash happened while the rebuild ran: {running:?}"
+    );
+
+    last.take_over(token(7, 61)).unwrap();
+    let out = run_saga(last, fx.ctx(&env, &fx.log))
+        .await
+        .expect("resumes");
+    eprintln!(
+        "saga (fast profile x4): crash after {crashed_at:?}, total {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.droplet_id, old);
+    let reqs = env.requests();
+    assert_eq!(
+        actions(&reqs, "rebuild"),
+        1,
+        "the running rebuild was adopted"
+    );
+    assert_eq!(actions(&reqs, "power_off"), 1);
+    assert_eq!(creates(&reqs), 0);
+    let d = env.client.get_droplet(old).await.unwrap();
+    assert_eq!((d.status, d.image_id), (DropletStatus::Active, Some(snap)));
+    env.stop().await;
+}

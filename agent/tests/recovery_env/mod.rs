@@ -33,10 +33,12 @@ impl Drop for Env {
 
 impl Env {
     pub async fn start() -> Env {
+        Env::start_with(SimConfig::default()).await
+    }
+
+    pub async fn start_with(cfg: SimConfig) -> Env {
         let shutdown = CancellationToken::new();
-        let sim = Sim::start(SimConfig::default(), shutdown.clone())
-            .await
-            .expect("sim starts");
+        let sim = Sim::start(cfg, shutdown.clone()).await.expect("sim starts");
         let mut cfg = DoConfig::new(sim.base_url(), Secret::new("test-token"));
         cfg.poll = PollPolicy {
             min: Duration::from_millis(5),
