@@ -147,3 +147,48 @@ async fn cleanup_dry_run_deletes_nothing_and_a_real_run_exactly_the_list() {
     assert_eq!(env.client.list_snapshots().await.unwrap().len(), 3);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn schedule_snapshots_only_due_droplets_and_keeps_the_newest_n() {
+    let env = Env::start().await;
+    let web1 = env.droplet("web1", &[]).await;
+    let web2 = env.droplet("web2", &[]).await;
+    // web1 was snapshotted three times already, the last one just now; web2 never.
+    let mut old = Vec::new();
+    for m in 0..3 {
+        old.push(env.snapshot(web1, &snapshot_name("web1", at(m))).await);
+    }
+    let policy = infra_agent::recovery::RecoveryPolicy::default();
+    let now = Utc::now();
+    let runs = infra_agent::recovery::run_snapshot_schedule(
+        &env.client,
+        &[("web1", web1), ("web2", web2)],
+        &policy,
+        now,
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, vec![snapshot_name("web2", now)], "web1 is not due");
+
+    // A day later both are due; web1 then has 4 and retention drops its oldest.
+    env.sim().clear_requests();
+    let later = now + chrono::Duration::days(1);
+    let runs = infra_agent::recovery::run_snapshot_schedule(
+        &env.client,
+        &[("web1", web1), ("web2", web2)],
+        &policy,
+        later,
+    )
+    .await
+    .unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        deletes(&env.requests()),
+        vec![format!("/v2/snapshots/{}", old[0])]
+    );
+    let left = env.client.list_droplet_snapshots(web1).await.unwrap();
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|s| s.id != old[0]));
+    env.stop().await;
+}

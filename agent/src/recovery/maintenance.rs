@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::policy::{
-    CloudDroplet, Deletion, KnownState, SnapshotInfo, plan_cleanup, retention_deletes,
-    snapshot_name,
+    CloudDroplet, Deletion, KnownState, RecoveryPolicy, SnapshotInfo, latest_snapshots,
+    plan_cleanup, retention_deletes, snapshot_name, snapshots_due,
 };
 use crate::provider::{CloudProvider, DropletAction, ProviderError, Snapshot};
 
@@ -35,6 +35,28 @@ pub async fn snapshot_droplet(
         name,
         action_id: a.id,
     })
+}
+
+/// One scheduled pass: snapshots every droplet (`(logical name, provider id)`) whose last
+/// system snapshot is older than the interval, then applies retention to it. Also used
+/// right after a successful deploy with an interval of zero.
+pub async fn run_snapshot_schedule(
+    provider: &dyn CloudProvider,
+    droplets: &[(&str, u64)],
+    policy: &RecoveryPolicy,
+    now: DateTime<Utc>,
+) -> Result<Vec<SnapshotRun>, ProviderError> {
+    let latest = latest_snapshots(&snapshot_infos(&provider.list_snapshots().await?));
+    let names: Vec<&str> = droplets.iter().map(|(n, _)| *n).collect();
+    let mut runs = Vec::new();
+    for name in snapshots_due(&names, &latest, now, policy.snapshot_interval) {
+        let Some((_, id)) = droplets.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        runs.push(snapshot_droplet(provider, name, *id, now).await?);
+        apply_retention(provider, name, policy.snapshots_kept).await?;
+    }
+    Ok(runs)
 }
 
 pub fn snapshot_infos(snapshots: &[Snapshot]) -> Vec<SnapshotInfo> {

@@ -30,7 +30,8 @@ use crate::provider::{CloudProvider, ProviderError};
 
 pub use executor::{RunResult, admit_and_run, run_saga};
 pub use maintenance::{
-    CleanupReport, SnapshotRun, apply_retention, run_cleanup, snapshot_droplet, snapshot_infos,
+    CleanupReport, SnapshotRun, apply_retention, run_cleanup, run_snapshot_schedule,
+    snapshot_droplet, snapshot_infos,
 };
 pub use memory::{
     EffectsState, LogNotifier, MemoryEffects, MemoryJoins, MemoryNotifier, MemorySagaLog,
@@ -38,8 +39,8 @@ pub use memory::{
 };
 pub use policy::{
     Admission, AdmissionFacts, CloudDroplet, Deletion, KnownState, RecoveryPolicy, SnapshotInfo,
-    admit, parse_snapshot_name, plan_cleanup, recent_recoveries, retention_deletes, snapshot_due,
-    snapshot_name,
+    admit, latest_snapshots, parse_snapshot_name, plan_cleanup, recent_recoveries,
+    retention_deletes, snapshot_due, snapshot_name, snapshots_due,
 };
 pub use saga::{
     Decision, DropletTemplate, FENCE_TAG_PREFIX, Fence, FenceAction, FenceFacts, FencingToken,

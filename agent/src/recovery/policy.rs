@@ -2,7 +2,7 @@
 //! flapping, small clusters), when a snapshot is due, how snapshots are named,
 //! which ones retention deletes, and what a cleanup removes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -104,6 +104,32 @@ pub fn admit(policy: &RecoveryPolicy, f: &AdmissionFacts<'_>) -> Admission {
 /// Whether a scheduled snapshot is due.
 pub fn snapshot_due(last: Option<DateTime<Utc>>, now: DateTime<Utc>, interval: Duration) -> bool {
     last.is_none_or(|t| now - t >= interval)
+}
+
+/// The newest system-named snapshot time per droplet name.
+pub fn latest_snapshots(snapshots: &[SnapshotInfo]) -> BTreeMap<String, DateTime<Utc>> {
+    let mut out: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    for s in snapshots {
+        if let Some((droplet, _)) = parse_snapshot_name(&s.name) {
+            let e = out.entry(droplet.to_string()).or_insert(s.created_at);
+            *e = (*e).max(s.created_at);
+        }
+    }
+    out
+}
+
+/// The droplets (of `droplets`) whose scheduled snapshot is due, in the given order.
+pub fn snapshots_due<'a>(
+    droplets: &[&'a str],
+    latest: &BTreeMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+    interval: Duration,
+) -> Vec<&'a str> {
+    droplets
+        .iter()
+        .copied()
+        .filter(|d| snapshot_due(latest.get(*d).copied(), now, interval))
+        .collect()
 }
 
 const STAMP: &str = "%Y%m%d-%H%M";

@@ -195,3 +195,21 @@ fn cleanup_lists_unknown_system_droplets_and_surplus_snapshots() {
         ]
     );
 }
+
+#[test]
+fn scheduled_snapshots_are_due_per_droplet() {
+    let all = snaps();
+    let latest = latest_snapshots(&all);
+    assert_eq!(latest["web1"], t(8, 40));
+    assert_eq!(latest["web12"], t(8, 40));
+    assert!(!latest.contains_key("golden"));
+    let due = snapshots_due(
+        &["web1", "web12", "db1"],
+        &latest,
+        t(9, 0),
+        Duration::days(1),
+    );
+    assert_eq!(due, vec!["db1"]);
+    let due = snapshots_due(&["web1", "db1"], &latest, t(9, 40), Duration::hours(1));
+    assert_eq!(due, vec!["web1", "db1"]);
+}
