@@ -365,3 +365,65 @@ async fn leader_crashes_during_a_running_rebuild_and_the_next_adopts_it() {
     assert_eq!((d.status, d.image_id), (DropletStatus::Active, Some(snap)));
     env.stop().await;
 }
+
+/// A create that ends `errored` is destroyed, the saga stops at step c, and a rerun
+/// creates again: the broken droplet is never adopted.
+#[tokio::test]
+async fn errored_create_is_destroyed_and_never_adopted() {
+    let env = Env::start().await;
+    let gone = env.droplet("web1", &[]).await;
+    env.snapshot(gone, &now_name("web1")).await;
+    env.client.delete_droplet(gone).await.unwrap();
+    env.sim().add_fault(Fault::ActionError {
+        action_type: "create".into(),
+        count: 1,
+    });
+    let fx = Fixture::new();
+    fx.joins.mark_joined("web1", 1);
+    env.sim().clear_requests();
+    let s = infra_agent::recovery::SagaRecord::open(
+        "web1",
+        0,
+        None,
+        template(),
+        token(2, 20),
+        chrono::Utc::now(),
+    );
+    let err = run_saga(s, fx.ctx(&env, &fx.log))
+        .await
+        .expect_err("create errors");
+    assert!(
+        matches!(
+            err,
+            RecoveryError::Provider {
+                step: Step::Replace,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let reqs = env.requests();
+    assert_eq!(creates(&reqs), 1);
+    assert_eq!(deletes(&reqs).len(), 1, "the broken droplet is destroyed");
+
+    let mut last = fx.log.last("web1").unwrap();
+    assert_eq!(last.at, Some((Step::Replace, Progress::Started)));
+    last.take_over(token(2, 21)).unwrap();
+    let out = run_saga(last, fx.ctx(&env, &fx.log)).await.expect("rerun");
+    assert_eq!(out.fence, Fence::AlreadyGone);
+    assert_eq!(creates(&env.requests()), 2);
+    let named: Vec<_> = env
+        .client
+        .list_droplets(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.name == "web1")
+        .collect();
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(
+        (named[0].id, named[0].status),
+        (out.droplet_id, DropletStatus::Active)
+    );
+    env.stop().await;
+}

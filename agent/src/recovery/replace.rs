@@ -10,7 +10,7 @@ use super::saga::{
     Fence, Progress, ReplaceFacts, Replacement, SourceImage, Step, choose_replacement,
 };
 use crate::provider::{
-    CreateDroplets, DropletAction, ImageRef, OperationId, ProviderError, SshKeyRef,
+    ActionStatus, CreateDroplets, DropletAction, ImageRef, OperationId, ProviderError, SshKeyRef,
 };
 
 impl Run<'_> {
@@ -104,7 +104,19 @@ impl Run<'_> {
         for token in self.saga.all_tokens() {
             let tag = OperationId::new(token.operation_id())?.tag();
             let found = self.ctx.provider.list_droplets(Some(&tag)).await?;
-            if let Some(d) = found.iter().find(|d| d.name == self.saga.droplet) {
+            for d in found.iter().filter(|d| d.name == self.saga.droplet) {
+                let actions = self.ctx.provider.list_droplet_actions(d.id).await?;
+                let errored = actions
+                    .iter()
+                    .any(|a| a.kind == "create" && a.status == ActionStatus::Errored);
+                if errored {
+                    tracing::warn!(
+                        droplet_id = d.id,
+                        "an earlier create errored; destroying it"
+                    );
+                    self.destroy(d.id).await?;
+                    continue;
+                }
                 tracing::info!(droplet_id = d.id, %tag, "adopting the droplet an earlier run created");
                 return Ok(Some(d.id));
             }
@@ -149,7 +161,16 @@ impl Run<'_> {
         };
         let created = self.ctx.provider.create_droplets(&req).await?;
         for a in &created.action_ids {
-            self.ctx.provider.wait_action(*a).await?;
+            if let Err(e) = self.ctx.provider.wait_action(*a).await {
+                if matches!(e, ProviderError::ActionErrored { .. }) {
+                    // A broken droplet must not be adopted by a resumed step.
+                    for d in &created.droplets {
+                        tracing::warn!(droplet_id = d.id, "create errored; destroying it");
+                        self.destroy(d.id).await?;
+                    }
+                }
+                return Err(e);
+            }
         }
         let d = created
             .droplets
