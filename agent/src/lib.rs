@@ -14,6 +14,7 @@ pub mod node;
 pub mod plan;
 pub mod provider;
 pub mod quorum;
+pub mod recovery;
 pub mod runtime;
 pub mod spec;
 pub mod state;
