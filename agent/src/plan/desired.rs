@@ -14,10 +14,14 @@ use crate::topology::{DropletState, ServiceState, Topology};
 /// Region used only if neither the spec nor the current topology names the master's region.
 pub const FALLBACK_REGION: &str = "nyc3";
 
-/// A web service waiting for a port: its name and port block.
-struct PortRequest {
+/// A planned service, with what its port assignment needs.
+struct Entry {
     name: String,
-    block: u16,
+    state: ServiceState,
+    /// Port block of a web service (`None` for workers).
+    block: Option<u16>,
+    /// Port it has in the current topology, if it is a web service there.
+    had_port: Option<u16>,
 }
 
 /// The topology `spec` asks for, given what `current` already runs.
@@ -44,8 +48,7 @@ pub fn desired(spec: &Spec, current: &Topology) -> Topology {
         .or_else(|| current.droplets.get(MASTER).map(|d| d.region.clone()))
         .unwrap_or_else(|| FALLBACK_REGION.to_string());
 
-    let mut services = BTreeMap::new();
-    let mut requests: Vec<PortRequest> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     for (project, p) in &infra.projects {
         let mut hosts: Vec<String> = Vec::with_capacity(p.web_droplets as usize);
         for n in 1..=p.web_droplets {
@@ -86,55 +89,55 @@ pub fn desired(spec: &Spec, current: &Topology) -> Topology {
                     port: None,
                     droplets: place(&name, is_worker, &hosts, placed_on),
                 };
-                if !is_worker {
-                    requests.push(PortRequest {
-                        name: name.clone(),
-                        block: block_of(web_index),
-                    });
-                    web_index += 1;
-                }
-                services.insert(name, state);
+                let block = (!is_worker).then(|| block_of(web_index));
+                web_index += usize::from(!is_worker);
+                let had_port = was
+                    .filter(|w| w.kind == ServiceKind::Web)
+                    .and_then(|w| w.port);
+                entries.push(Entry {
+                    name,
+                    state,
+                    block,
+                    had_port,
+                });
             }
         }
     }
-    assign_ports(&mut services, requests, current);
+    // Sorted by name: ports are assigned in name order, and the map is
+    // bulk-built from sorted input.
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    assign_ports(&mut entries);
+    let services = entries.into_iter().map(|e| (e.name, e.state)).collect();
     monitors::assign(&mut droplets);
     voters::assign(&mut droplets, current);
     Topology { droplets, services }
 }
 
-/// Gives every requested web service a port: existing ports first (kept when
-/// still free on all the service's droplets), then new ones, both in name order.
-fn assign_ports(
-    services: &mut BTreeMap<String, ServiceState>,
-    mut requests: Vec<PortRequest>,
-    current: &Topology,
-) {
-    requests.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+/// Gives every web service a port: existing ports first (kept when still
+/// free on all the service's droplets), then new ones, both in the order of
+/// `entries` (name order).
+fn assign_ports(entries: &mut [Entry]) {
     let mut alloc = PortAllocator::default();
     let mut pending = Vec::new();
-    for req in requests {
-        let Some(s) = services.get_mut(&req.name) else {
+    for (i, e) in entries.iter_mut().enumerate() {
+        if e.block.is_none() {
             continue;
-        };
-        let kept = current
-            .services
-            .get(&req.name)
-            .filter(|c| c.kind == ServiceKind::Web)
-            .and_then(|c| c.port)
-            .filter(|&port| alloc.is_free(port, &s.droplets));
-        match kept {
+        }
+        match e
+            .had_port
+            .filter(|&port| alloc.is_free(port, &e.state.droplets))
+        {
             Some(port) => {
-                alloc.reserve(port, &s.droplets);
-                s.port = Some(port);
+                alloc.reserve(port, &e.state.droplets);
+                e.state.port = Some(port);
             }
-            None => pending.push(req),
+            None => pending.push(i),
         }
     }
-    for req in pending {
-        let Some(s) = services.get_mut(&req.name) else {
-            continue;
-        };
-        s.port = alloc.allocate(&s.project, &s.environment, req.block, &s.droplets);
+    for i in pending {
+        let e = &mut entries[i];
+        let s = &mut e.state;
+        let block = e.block.unwrap_or_default();
+        s.port = alloc.allocate(&s.project, &s.environment, block, &s.droplets);
     }
 }

@@ -30,11 +30,14 @@ fn same_fields(a: &DropletState, b: &DropletState) -> bool {
 /// The plan that turns `current` into `target` (consumed: its parts move
 /// into the changes instead of being copied).
 pub fn diff(current: &Topology, target: Topology, opts: &PlanOptions) -> Plan {
-    let mut changes = Vec::new();
-    member_changes(current, &target, &mut changes);
+    // Each list below comes out sorted by name; the final stable sort only
+    // merges these runs (near-linear).
+    let (mut monitors, mut voters) = (Vec::new(), Vec::new());
+    member_changes(current, &target, &mut monitors, &mut voters);
+    let (mut droplet_deletes, mut service_deletes) = (Vec::new(), Vec::new());
     for (name, have) in &current.droplets {
         if !target.droplets.contains_key(name) {
-            changes.push(Change {
+            droplet_deletes.push(Change {
                 action: Action::Delete,
                 kind: Kind::Droplet,
                 name: name.clone(),
@@ -49,7 +52,7 @@ pub fn diff(current: &Topology, target: Topology, opts: &PlanOptions) -> Plan {
     }
     for (name, have) in &current.services {
         if !target.services.contains_key(name) {
-            changes.push(Change {
+            service_deletes.push(Change {
                 action: Action::Delete,
                 kind: Kind::Service,
                 name: name.clone(),
@@ -63,6 +66,8 @@ pub fn diff(current: &Topology, target: Topology, opts: &PlanOptions) -> Plan {
         }
     }
     let Topology { droplets, services } = target;
+    let mut changes =
+        Vec::with_capacity(droplets.len() + services.len() + monitors.len() + voters.len());
     for (name, want) in droplets {
         let change = match current.droplets.get(&name) {
             None => Change {
@@ -97,6 +102,7 @@ pub fn diff(current: &Topology, target: Topology, opts: &PlanOptions) -> Plan {
         };
         changes.push(change);
     }
+    changes.append(&mut droplet_deletes);
     for (name, want) in services {
         let (action, before) = match current.services.get(&name) {
             None => (Action::Create, None),
@@ -116,12 +122,20 @@ pub fn diff(current: &Topology, target: Topology, opts: &PlanOptions) -> Plan {
             blocked: false,
         });
     }
-    changes.sort_unstable_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    changes.append(&mut service_deletes);
+    changes.append(&mut monitors);
+    changes.append(&mut voters);
+    changes.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     Plan { changes }
 }
 
 /// Monitor and voter changes for every droplet in either topology.
-fn member_changes(current: &Topology, target: &Topology, out: &mut Vec<Change>) {
+fn member_changes(
+    current: &Topology,
+    target: &Topology,
+    monitors: &mut Vec<Change>,
+    voters: &mut Vec<Change>,
+) {
     let names: BTreeSet<&String> = current
         .droplets
         .keys()
@@ -143,7 +157,7 @@ fn member_changes(current: &Topology, target: &Topology, out: &mut Vec<Change>) 
                 before: before.clone(),
                 after: after.clone(),
             };
-            out.push(Change {
+            monitors.push(Change {
                 action,
                 kind: Kind::Monitor,
                 name: name.clone(),
@@ -155,7 +169,7 @@ fn member_changes(current: &Topology, target: &Topology, out: &mut Vec<Change>) 
         let is = want.is_some_and(|d| d.voter);
         if was != is {
             let action = if is { Action::Create } else { Action::Delete };
-            out.push(Change {
+            voters.push(Change {
                 action,
                 kind: Kind::Voter,
                 name: name.clone(),

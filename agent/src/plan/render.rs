@@ -8,7 +8,10 @@ use crate::topology::ServiceState;
 
 impl Plan {
     /// The human diff, one line per change, destroys flagged in upper case,
-    /// then the summary lines.
+    /// then the summary lines: `Plan:` counts every change (droplets,
+    /// services, monitors, voters; blocked ones separately), `Droplets:`
+    /// counts droplet changes only, and a warning names the number of
+    /// droplet destructions that need `--allow-destroy`.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         if self.changes.is_empty() {

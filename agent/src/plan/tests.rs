@@ -315,6 +315,16 @@ fn scaling_up_keeps_ports_and_worker_placements() {
         4,
         "the 4 web services gain a droplet"
     );
+    let update = p
+        .changes
+        .iter()
+        .find(|c| c.name == "hostomatic-prod-backend")
+        .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(update.details_json()),
+        json!({"droplets": {"from": ["hostomatic-web1", "hostomatic-web2"],
+                            "to": ["hostomatic-web1", "hostomatic-web2", "hostomatic-web3"]}})
+    );
 }
 
 #[test]
