@@ -1,13 +1,16 @@
 //! `infractl cloud`: read-only views of the DigitalOcean account (token check,
 //! droplets, snapshots) through the agent's `provider` client.
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::Subcommand;
 use infra_agent::provider::{
-    Account, CloudProvider, DoClient, DoConfig, Droplet, RateLimit, Snapshot,
+    Account, CloudProvider, DoClient, DoConfig, Droplet, RateLimit, Secret, Snapshot,
 };
 use serde_json::json;
 
+use std::path::Path;
+
+use crate::context::Context;
 use crate::output::OutputFormat;
 
 /// Version of the JSON documents printed with `--output json`.
@@ -26,13 +29,25 @@ pub enum CloudCmd {
     Snapshots,
 }
 
-/// Runs a `cloud` subcommand with the client configured from the environment.
-pub async fn run(cmd: CloudCmd, output: OutputFormat) -> anyhow::Result<()> {
-    let cfg = DoConfig::from_env().context("cannot configure the DigitalOcean client")?;
+/// Runs a `cloud` subcommand with the client configured from the
+/// environment (`DO_TOKEN`, `DO_API_URL`) or, when `DO_TOKEN` is unset, from
+/// the local context that `infractl up` wrote next to `config_dir`.
+pub async fn run(cmd: CloudCmd, config_dir: &Path, output: OutputFormat) -> anyhow::Result<()> {
+    let cfg = provider_config(config_dir)?;
     let client = DoClient::new(cfg).context("cannot build the DigitalOcean client")?;
     let text = run_with(&client, cmd, output).await?;
     print!("{text}");
     Ok(())
+}
+
+/// The DigitalOcean client configuration: environment first, then context.
+pub fn provider_config(config_dir: &Path) -> anyhow::Result<DoConfig> {
+    if std::env::var_os("DO_TOKEN").is_none()
+        && let Some(ctx) = Context::load(config_dir)?
+    {
+        return Ok(DoConfig::new(ctx.api_url, Secret::new(ctx.token)));
+    }
+    DoConfig::from_env().context("cannot configure the DigitalOcean client")
 }
 
 /// Runs a `cloud` subcommand against `provider` and returns what to print.

@@ -3,6 +3,7 @@
 //! validation error.
 
 mod cloud;
+mod context;
 mod exit;
 mod offline;
 mod output;
@@ -142,6 +143,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => offline::scale(dir, &project, web_droplets, out),
         Command::RemoveProject { name } => offline::remove_project(dir, &name, out),
         Command::State(StateCmd::Export) => offline::state_export(dir, out),
-        Command::Cloud(cmd) => block_on(cloud::run(cmd, out)),
+        Command::Cloud(cmd) => block_on(cloud::run(cmd, dir, out)),
     }
 }
