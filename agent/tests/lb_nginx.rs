@@ -200,3 +200,29 @@ async fn rate_limit_and_domains() {
     assert!(body.ends_with("A path=/ping\n"), "{body}");
     nginx.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn dropping_the_manager_stops_master_and_workers() {
+    if !nginx_available() {
+        return;
+    }
+    let a = Backend::start("A").await;
+    let prefix = tempfile::tempdir().unwrap();
+    let nginx = Nginx::new(NGINX, prefix.path());
+    let listen = local(free_port());
+    nginx.start(&config(listen, a.addr)).await.unwrap();
+    // A reload leaves old workers shutting down next to new ones.
+    nginx
+        .switch_to("hostomatic-prod-backend", a.addr)
+        .await
+        .unwrap();
+    let master = nginx.master_pid().unwrap();
+    drop(nginx);
+    // With no process left holding it, the port refuses connections.
+    poll("nginx gone", Duration::from_secs(10), || async {
+        let gone = !std::path::Path::new(&format!("/proc/{master}")).exists()
+            && tokio::net::TcpStream::connect(listen).await.is_err();
+        gone.then_some(())
+    })
+    .await;
+}

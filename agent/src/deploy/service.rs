@@ -37,6 +37,25 @@ pub fn next_host_port(primary: u16, alternate: u16, current: Option<u16>) -> u16
     }
 }
 
+/// The environment variable telling a program where secret `name` is:
+/// `<NAME>_FILE=/run/secrets/<name>` (the value itself is only in the file).
+pub fn secret_file_var(name: &str) -> (String, String) {
+    let var = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    (
+        format!("{var}_FILE"),
+        format!("{}/{name}", crate::runtime::SECRETS_DIR),
+    )
+}
+
 /// Where a release runs.
 #[derive(Debug, Clone)]
 pub struct Placement<'a> {
@@ -71,6 +90,7 @@ pub fn container_spec(
             .environment
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(secrets.keys().map(|name| secret_file_var(name)))
             .collect(),
         publish: web.then_some(PortPublish {
             host_ip: at.host_ip,
@@ -124,6 +144,8 @@ mod tests {
         assert_eq!(c.env["MODE"], "prod");
         assert_eq!(c.labels.to_map()["infra.environment"], "prod");
         assert!(c.secrets.contains_key("db_password"));
+        assert_eq!(c.env["DB_PASSWORD_FILE"], "/run/secrets/db_password");
+        assert!(!c.env.values().any(|v| v == "x"), "secret value in env");
         crate::runtime::check_name("container name", &c.name).unwrap();
     }
 

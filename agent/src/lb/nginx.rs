@@ -266,12 +266,14 @@ impl Nginx {
             return Ok(());
         };
         let conf = self.conf_path().to_string_lossy().into_owned();
+        let workers = self.master_pid().map(workers_of).unwrap_or_default();
         let stopped = self.nginx("stop", &["-c", &conf, "-s", "stop"]).await;
         let waited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         if waited.is_err() {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
+        kill_leftover_workers(&workers);
         stopped
     }
 }
@@ -280,8 +282,10 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         let child = self.state.get_mut().map(|s| s.child.take()).ok().flatten();
         if let Some(mut child) = child {
-            // Ask the master to stop its workers too; a killed master would
-            // leave them holding the port.
+            // Ask the master to stop its workers, give it a bounded moment,
+            // then kill what is left: a master killed first would leave its
+            // workers holding the port.
+            let workers = self.master_pid().map(workers_of).unwrap_or_default();
             let _ = std::process::Command::new(&self.binary)
                 .arg("-p")
                 .arg(&self.prefix)
@@ -291,7 +295,25 @@ impl Drop for Nginx {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = child.start_kill();
+            kill_leftover_workers(&workers);
+        }
+    }
+}
+
+/// SIGKILLs those of `workers` (our nginx's worker pids) still running.
+fn kill_leftover_workers(workers: &[u32]) {
+    for pid in workers {
+        if proc_title(*pid).is_some_and(|t| t.contains("nginx: worker process")) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

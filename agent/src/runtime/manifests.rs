@@ -204,9 +204,15 @@ fn view(input: &RenderInput, s: &ServiceManifest) -> Result<SvcView, ManifestErr
         env: s
             .environment
             .iter()
+            .cloned()
+            .chain(
+                s.secrets
+                    .iter()
+                    .map(|n| crate::deploy::service::secret_file_var(n)),
+            )
             .map(|(k, v)| Kv {
-                key: k.clone(),
-                value: q(v),
+                key: k,
+                value: q(&v),
             })
             .collect(),
         labels: vec![

@@ -89,7 +89,11 @@ fn k8s_has_namespace_deployments_and_web_service_only() {
     let worker = yaml(&files[3].content);
     let c = &worker["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["command"][2], "python -m worker --queue 'mail'");
-    assert!(c.get("ports").is_none() && c.get("env").is_none());
+    assert!(c.get("ports").is_none());
+    // Secrets: only where the files are, never their values.
+    assert_eq!(c["env"][0]["name"], "DB_PASSWORD_FILE");
+    assert_eq!(c["env"][1]["name"], "SMTP_KEY_FILE");
+    assert_eq!(c["env"][1]["value"], "/run/secrets/smtp_key");
 }
 
 #[test]
@@ -104,6 +108,10 @@ fn compose_has_services_ports_and_file_secrets() {
     assert_eq!(web["build"]["dockerfile"], "backend/Containerfile");
     assert_eq!(web["environment"]["LOG_LEVEL"], "info");
     assert_eq!(web["secrets"][0], "db_password");
+    assert_eq!(
+        web["environment"]["DB_PASSWORD_FILE"],
+        "/run/secrets/db_password"
+    );
     let worker = &doc["services"]["hostomatic-prod-emails"];
     assert!(worker.get("ports").is_none());
     assert_eq!(worker["command"][2], "python -m worker --queue 'mail'");
