@@ -57,6 +57,15 @@ pub enum Fault {
         target: Target,
         count: u32,
     },
+    /// The next `count` matching requests get their connection closed without an answer;
+    /// with `executed` the request is processed first (e.g. the droplet is created).
+    Reset {
+        #[serde(flatten)]
+        target: Target,
+        count: u32,
+        #[serde(default)]
+        executed: bool,
+    },
     /// The next `count` actions of `action_type` (e.g. "snapshot", "create") end `errored`.
     ActionError { action_type: String, count: u32 },
 }
@@ -67,6 +76,8 @@ pub struct Verdict {
     pub delay_ms: u64,
     pub status: Option<(u16, Option<u64>)>,
     pub drop_response: bool,
+    /// Close the connection without an answer; `Some(true)` = after executing the request.
+    pub reset: Option<bool>,
 }
 
 /// The active request faults.
@@ -115,11 +126,21 @@ impl FaultSet {
                     *count -= 1;
                     v.drop_response = true;
                 }
+                Fault::Reset {
+                    target,
+                    count,
+                    executed,
+                } if *count > 0 && v.reset.is_none() && target.matches(method, path) => {
+                    *count -= 1;
+                    v.reset = Some(*executed);
+                }
                 _ => {}
             }
         }
         self.faults.retain(|f| match f {
-            Fault::Status { count, .. } | Fault::DropResponse { count, .. } => *count > 0,
+            Fault::Status { count, .. }
+            | Fault::DropResponse { count, .. }
+            | Fault::Reset { count, .. } => *count > 0,
             Fault::Latency { count, .. } => count.is_none_or(|c| c > 0),
             Fault::ActionError { .. } => false,
         });

@@ -197,3 +197,53 @@ pub fn addr_ip(n: u32) -> std::net::Ipv4Addr {
 pub fn private_ip(n: u32) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(10, 10, (n >> 8) as u8, n as u8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn droplet(id: u64, addr: u32) -> Droplet {
+        Droplet {
+            id,
+            name: format!("d{id}"),
+            size_slug: "s-1vcpu-1gb".into(),
+            region: "nyc3".into(),
+            image: Value::Null,
+            status: DropletStatus::Active,
+            created_at: Utc::now(),
+            tags: vec![],
+            snapshot_ids: vec![],
+            user_data: None,
+            ssh_keys: vec![],
+            addr,
+            ipv6: false,
+            monitoring: false,
+            backups: false,
+            vpc_uuid: String::new(),
+        }
+    }
+
+    #[test]
+    fn addresses_are_reused_and_skip_network_and_broadcast_hosts() {
+        let mut s = State::default();
+        assert_eq!(s.free_addr(), 2);
+        for n in 2..255 {
+            s.droplets.insert(u64::from(n), droplet(u64::from(n), n));
+        }
+        // 255 (.255) and 256 (127.0.1.0) are skipped.
+        assert_eq!(s.free_addr(), 257);
+        assert_eq!(addr_ip(257).to_string(), "127.0.1.1");
+        s.droplets.remove(&7);
+        assert_eq!(s.free_addr(), 7);
+    }
+
+    #[test]
+    fn state_round_trips_through_json_with_its_version() {
+        let mut s = State::default();
+        s.droplets.insert(1, droplet(1, 2));
+        let text = serde_json::to_string(&s).unwrap();
+        let back: State = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.version, STATE_VERSION);
+        assert_eq!(back.droplets[&1].name, "d1");
+    }
+}

@@ -46,10 +46,28 @@ pub fn paginate(
     path: &str,
     query: &HashMap<String, String>,
 ) -> Value {
+    paginate_by(key, &items, Value::clone, page, base_url, path, query)
+}
+
+/// Like [`paginate`], rendering only the items on the requested page.
+pub fn paginate_by<T>(
+    key: &str,
+    items: &[T],
+    render: impl Fn(&T) -> Value,
+    page: Page,
+    base_url: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+) -> Value {
     let total = items.len();
     let last = total.div_ceil(page.per_page).max(1);
     let start = (page.page - 1).saturating_mul(page.per_page);
-    let slice: Vec<Value> = items.into_iter().skip(start).take(page.per_page).collect();
+    let slice: Vec<Value> = items
+        .iter()
+        .skip(start)
+        .take(page.per_page)
+        .map(render)
+        .collect();
     let url = |p: usize| {
         let mut pairs: Vec<(String, String)> = query
             .iter()

@@ -4,7 +4,7 @@ use crate::backing::{Machines, NoMachines, ProcessMachines};
 use crate::config::{Backing, SimConfig};
 use crate::error::SimError;
 use crate::faults::{Fault, FaultSet};
-use crate::http::RecordedRequest;
+use crate::http::{RawRecord, RecordedRequest};
 use crate::persist::Persister;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
@@ -26,10 +26,12 @@ pub struct App {
     store: Mutex<Store>,
     faults: Mutex<FaultSet>,
     limiter: Mutex<RateLimiter>,
-    log: Mutex<Vec<RecordedRequest>>,
+    log: Mutex<Vec<RawRecord>>,
     pub base_url: String,
     tokens: Vec<String>,
     persister: Option<Persister>,
+    /// `base_dir` of process backing (absolute), if any.
+    base_dir: Option<std::path::PathBuf>,
     pub origin: Instant,
 }
 
@@ -49,7 +51,7 @@ impl App {
     pub fn token_ok(&self, token: &str) -> bool {
         self.tokens.is_empty() || self.tokens.iter().any(|t| t == token)
     }
-    pub fn record(&self, r: RecordedRequest) {
+    pub fn record(&self, r: RawRecord) {
         let mut log = lock(&self.log);
         if log.len() >= MAX_LOG {
             log.drain(..MAX_LOG / 10);
@@ -57,7 +59,8 @@ impl App {
         log.push(r);
     }
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.log).clone()
+        let raw = lock(&self.log).clone();
+        raw.iter().map(RawRecord::decode).collect()
     }
     pub fn clear_requests(&self) {
         lock(&self.log).clear();
@@ -157,14 +160,18 @@ impl Sim {
             Some(p) => p.load()?,
             None => Default::default(),
         };
-        let machines: Box<dyn Machines> = match &cfg.backing {
-            Backing::None => Box::new(NoMachines),
+        let (machines, base_dir): (Box<dyn Machines>, _) = match &cfg.backing {
+            Backing::None => (Box::new(NoMachines), None),
             Backing::Process(p) => {
                 let mut p = p.clone();
                 p.base_dir = std::path::absolute(&p.base_dir).map_err(|e| {
                     SimError::Config(format!("base_dir {}: {e}", p.base_dir.display()))
                 })?;
-                Box::new(ProcessMachines::new(p, base_url.clone()))
+                let dir = p.base_dir.clone();
+                (
+                    Box::new(ProcessMachines::new(p, base_url.clone())),
+                    Some(dir),
+                )
             }
         };
         let mut store = Store::new(state, Timing::new(cfg.profile, cfg.time_scale), machines);
@@ -177,6 +184,7 @@ impl Sim {
             base_url,
             tokens: cfg.tokens.clone(),
             persister,
+            base_dir,
             origin: Instant::now(),
         });
         let router = crate::api::router(app.clone());
@@ -234,6 +242,11 @@ impl SimHandle {
     /// Simulated hardware failure: SIGKILLs the droplet's process; the API still says active.
     pub fn kill_droplet(&self, id_or_name: &str) -> Result<bool, SimError> {
         self.app.kill_droplet(id_or_name)
+    }
+    /// With process backing: the droplet's data directory (`base_dir/droplets/<id>/data`).
+    pub fn droplet_data_dir(&self, id: u64) -> Option<std::path::PathBuf> {
+        let base = self.app.base_dir.as_ref()?;
+        Some(base.join("droplets").join(id.to_string()).join("data"))
     }
     /// Waits until the shutdown token is cancelled and everything has stopped, then kills all
     /// droplet processes and saves the state.

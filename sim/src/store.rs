@@ -271,3 +271,91 @@ impl Store {
             .map(|d| d.id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backing::NoMachines;
+    use crate::config::Profile;
+    use crate::model::Droplet;
+
+    fn store_with_droplet() -> Store {
+        let mut s = Store::new(
+            State::default(),
+            Timing::new(Profile::Instant, 1.0),
+            Box::new(NoMachines),
+        );
+        s.state.droplets.insert(
+            1,
+            Droplet {
+                id: 1,
+                name: "one".into(),
+                size_slug: "s-1vcpu-1gb".into(),
+                region: "nyc3".into(),
+                image: serde_json::Value::Null,
+                status: DropletStatus::New,
+                created_at: Utc::now(),
+                tags: vec![],
+                snapshot_ids: vec![],
+                user_data: None,
+                ssh_keys: vec![],
+                addr: 2,
+                ipv6: false,
+                monitoring: false,
+                backups: false,
+                vpc_uuid: String::new(),
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn one_pending_action_then_effects_apply_on_advance() {
+        let mut s = store_with_droplet();
+        let create = Effect::Create { restore_from: None };
+        let op = Op::Create { restore_gb: None };
+        let a = s.begin_action(1, "create", create, op).unwrap();
+        let again = s.begin_action(1, "power_off", Effect::PowerOff, Op::Power);
+        assert_eq!(
+            again.unwrap_err().message,
+            "Droplet already has a pending event."
+        );
+        s.advance(Utc::now());
+        assert_eq!(s.state.actions[&a.id].status, ActionStatus::Completed);
+        assert_eq!(s.state.droplets[&1].status, DropletStatus::Active);
+        s.begin_action(1, "power_off", Effect::PowerOff, Op::Power)
+            .unwrap();
+        s.advance(Utc::now());
+        assert_eq!(s.state.droplets[&1].status, DropletStatus::Off);
+        assert!(
+            s.begin_action(2, "power_on", Effect::PowerOn, Op::Power)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn injected_fault_errors_the_action_without_effect() {
+        let mut s = store_with_droplet();
+        s.action_faults.push(("rename".into(), 1));
+        let rename = |n: &str| Effect::Rename { name: n.into() };
+        let a = s
+            .begin_action(1, "rename", rename("two"), Op::Rename)
+            .unwrap();
+        s.advance(Utc::now());
+        assert_eq!(s.state.actions[&a.id].status, ActionStatus::Errored);
+        assert_eq!(s.state.droplets[&1].name, "one");
+        let b = s
+            .begin_action(1, "rename", rename("three"), Op::Rename)
+            .unwrap();
+        s.advance(Utc::now());
+        assert_eq!(s.state.actions[&b.id].status, ActionStatus::Completed);
+        assert_eq!(s.state.droplets[&1].name, "three");
+        // Actions of a deleted droplet end errored.
+        let c = s
+            .begin_action(1, "reboot", Effect::Reboot, Op::Reboot)
+            .unwrap();
+        assert!(s.destroy_droplet(1));
+        s.advance(Utc::now());
+        assert_eq!(s.state.actions[&c.id].status, ActionStatus::Errored);
+    }
+}

@@ -161,3 +161,60 @@ async fn latency_and_errored_actions_and_request_log() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn reset_closes_the_connection_with_or_without_executing() {
+    let sim = TestSim::start(SimConfig::default()).await;
+    sim.post(
+        "/_sim/faults",
+        json!({"kind": "reset", "method": "POST", "path": "/v2/droplets", "exact": true, "count": 1, "executed": true}),
+    )
+    .await;
+    let body = json!({"name": "maybe", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"});
+    let send = |b: serde_json::Value| {
+        sim.http
+            .post(format!("{}/v2/droplets", sim.base))
+            .bearer_auth(common::TOKEN)
+            .json(&b)
+            .send()
+    };
+    let outcome = match send(body.clone()).await {
+        Err(e) => Err(e),
+        Ok(resp) => resp.bytes().await.map(|_| ()),
+    };
+    let err = outcome.expect_err("no complete answer");
+    eprintln!("client saw: {err}");
+    assert_eq!(
+        sim.get("/v2/droplets?name=maybe").await.body["meta"]["total"],
+        1
+    );
+
+    sim.handle().add_fault(Fault::Reset {
+        target: Target {
+            method: Some("POST".into()),
+            path: "/v2/droplets".into(),
+            exact: true,
+        },
+        count: 1,
+        executed: false,
+    });
+    let outcome =
+        match send(json!({"name": "never", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}))
+            .await
+        {
+            Err(e) => Err(e),
+            Ok(resp) => resp.bytes().await.map(|_| ()),
+        };
+    assert!(outcome.is_err());
+    assert_eq!(
+        sim.get("/v2/droplets?name=never").await.body["meta"]["total"],
+        0
+    );
+    let resets = sim
+        .handle()
+        .requests()
+        .iter()
+        .filter(|r| r.status == 0)
+        .count();
+    assert_eq!(resets, 2);
+}

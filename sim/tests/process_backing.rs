@@ -15,7 +15,9 @@ echo "$INFRA_SIM_DROPLET_NAME $INFRA_SIM_ADDR $INFRA_SIM_DROPLET_ID" >> "$INFRA_
 cp "$INFRA_SIM_USER_DATA_FILE" "$INFRA_SIM_DATA_DIR/user_data_seen"
 echo "$INFRA_SIM_API_URL" > "$INFRA_SIM_DATA_DIR/../api_url"
 echo $$ > "$INFRA_SIM_DATA_DIR/../pid"
-exec sleep 300
+trap 'echo bye >> "$INFRA_SIM_DATA_DIR/terminated"; exit 0' TERM
+sleep 300 &
+wait $!
 "#;
 
 fn alive(pid: u32) -> bool {
@@ -111,6 +113,7 @@ async fn processes_follow_the_droplet_lifecycle() {
     let d = sim.wait_status(id, "active").await;
     let pid = env.wait_pid(id, None).await;
     let data = env.droplet_dir(id).join("data");
+    assert_eq!(sim.handle().droplet_data_dir(id), Some(data.clone()));
     let ip = d["networks"]["v4"][0]["ip_address"]
         .as_str()
         .unwrap()
@@ -139,6 +142,18 @@ async fn processes_follow_the_droplet_lifecycle() {
     let pid = env.wait_pid(id, Some(pid)).await;
     assert_eq!(read(&data.join("boots")).unwrap().lines().count(), 2);
 
+    // shutdown sends SIGTERM (the script's trap runs); power_on starts it again.
+    act(&sim, id, json!({"type": "shutdown"})).await;
+    wait_dead(pid).await;
+    assert_eq!(read(&data.join("terminated")).unwrap(), "bye\n");
+    assert_eq!(
+        sim.get(&format!("/v2/droplets/{id}")).await.body["droplet"]["status"],
+        "off"
+    );
+    act(&sim, id, json!({"type": "power_on"})).await;
+    let pid = env.wait_pid(id, Some(pid)).await;
+    assert_eq!(read(&data.join("boots")).unwrap().lines().count(), 3);
+
     // Snapshot copies the data dir; a droplet created from it starts with that data.
     act(&sim, id, json!({"type": "snapshot", "name": "snap"})).await;
     let snaps = sim.get(&format!("/v2/droplets/{id}/snapshots")).await;
@@ -159,7 +174,7 @@ async fn processes_follow_the_droplet_lifecycle() {
         .to_string();
     assert_ne!(copy_ip, ip);
     let boots = read(&env.droplet_dir(copy).join("data").join("boots")).unwrap();
-    assert_eq!(boots.lines().count(), 3, "{boots}");
+    assert_eq!(boots.lines().count(), 4, "{boots}");
     assert!(boots.lines().last().unwrap().starts_with("node-b "));
 
     // Hardware failure: killed, API still active; reboot brings it back.
@@ -172,10 +187,10 @@ async fn processes_follow_the_droplet_lifecycle() {
     act(&sim, id, json!({"type": "reboot"})).await;
     let pid = env.wait_pid(id, Some(pid)).await;
 
-    // Rebuild from the snapshot replaces the data (back to 2 boots + this one), same address.
+    // Rebuild from the snapshot replaces the data (back to 3 boots + this one), same address.
     act(&sim, id, json!({"type": "rebuild", "image": snap_id})).await;
     let pid = env.wait_pid(id, Some(pid)).await;
-    assert_eq!(read(&data.join("boots")).unwrap().lines().count(), 3);
+    assert_eq!(read(&data.join("boots")).unwrap().lines().count(), 4);
     let d = sim.get(&format!("/v2/droplets/{id}")).await.body["droplet"].clone();
     assert_eq!(d["networks"]["v4"][0]["ip_address"], ip.as_str());
 

@@ -4,8 +4,8 @@ use super::droplets::resolve_image;
 use super::{AppState, Query, int_id, json, parse, valid_droplet_name};
 use crate::catalog;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Action, DropletStatus, Effect, Snapshot};
-use crate::pagination::{Page, paginate};
+use crate::model::{Action, Droplet, DropletStatus, Effect, Snapshot};
+use crate::pagination::{Page, paginate_by};
 use crate::store::Store;
 use crate::timing::Op;
 use crate::views;
@@ -50,6 +50,46 @@ const BY_TAG: &[&str] = &[
     "shutdown",
     "snapshot",
 ];
+
+/// Copies the droplet's data now and records a pending snapshot image.
+fn prepare_snapshot(
+    s: &mut Store,
+    droplet: &Droplet,
+    name: Option<String>,
+) -> ApiResult<(Effect, Op<'static>)> {
+    let id = droplet.id;
+    let image_id = s.state.next_image_id;
+    s.state.next_image_id += 1;
+    let copied = s.machines.snapshot(id, image_id).map_err(|e| {
+        tracing::warn!(droplet = id, error = %e, "snapshot copy failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "snapshot failed",
+        )
+    })?;
+    let disk = catalog::size(&droplet.size_slug).map_or(25, |z| z.disk);
+    // Without a data dir, assume 6 % of the disk is used.
+    let gb = copied.map_or(disk as f64 * 0.06, |g| g.max(0.01));
+    let gb = (gb * 100.0).round() / 100.0;
+    let name =
+        name.unwrap_or_else(|| format!("{}-{}", droplet.name, chrono::Utc::now().timestamp()));
+    s.state.snapshots.insert(
+        image_id,
+        Snapshot {
+            id: image_id,
+            name,
+            droplet_id: id,
+            region: droplet.region.clone(),
+            created_at: chrono::Utc::now(),
+            min_disk_size: disk,
+            size_gigabytes: gb,
+            tags: Vec::new(),
+            available: false,
+        },
+    );
+    Ok((Effect::Snapshot { image_id }, Op::Snapshot { gb }))
+}
 
 /// Starts one action on droplet `id`.
 fn start(s: &mut Store, id: u64, b: &ActionBody) -> ApiResult<Action> {
@@ -115,43 +155,7 @@ fn start(s: &mut Store, id: u64, b: &ActionBody) -> ApiResult<Action> {
                 },
             )
         }
-        "snapshot" => {
-            let image_id = s.state.next_image_id;
-            s.state.next_image_id += 1;
-            let copied = match s.machines.snapshot(id, image_id) {
-                Ok(gb) => gb,
-                Err(e) => {
-                    tracing::warn!(droplet = id, error = %e, "snapshot copy failed");
-                    return Err(ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "server_error",
-                        "snapshot failed",
-                    ));
-                }
-            };
-            let disk = catalog::size(&droplet.size_slug).map_or(25, |z| z.disk);
-            let gb = copied.map_or(disk as f64 * 0.06, |g| g.max(0.01));
-            let gb = (gb * 100.0).round() / 100.0;
-            let name = b
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("{}-{}", droplet.name, chrono::Utc::now().timestamp()));
-            s.state.snapshots.insert(
-                image_id,
-                Snapshot {
-                    id: image_id,
-                    name,
-                    droplet_id: id,
-                    region: droplet.region.clone(),
-                    created_at: chrono::Utc::now(),
-                    min_disk_size: disk,
-                    size_gigabytes: gb,
-                    tags: Vec::new(),
-                    available: false,
-                },
-            );
-            (Effect::Snapshot { image_id }, Op::Snapshot { gb })
-        }
+        "snapshot" => prepare_snapshot(s, &droplet, b.name.clone())?,
         other if KNOWN.contains(&other) => {
             return Err(ApiError::unprocessable(format!(
                 "action type {other:?} is not supported by the simulator"
@@ -220,24 +224,31 @@ fn list_actions(
     path: &str,
 ) -> ApiResult<Response> {
     let page = Page::from_query(q)?;
-    let items = app.with_store(|s| {
+    let body = app.with_store(|s| {
         if let Some(id) = droplet
             && !s.state.droplets.contains_key(&id)
         {
             return Err(ApiError::not_found());
         }
-        Ok(s.state
+        let matching: Vec<&Action> = s
+            .state
             .actions
             .values()
             .rev()
             .filter(|a| droplet.is_none_or(|d| a.droplet_id == d))
-            .map(views::action)
-            .collect())
+            .collect();
+        let render = |a: &&Action| views::action(a);
+        Ok(paginate_by(
+            "actions",
+            &matching,
+            render,
+            page,
+            &app.base_url,
+            path,
+            q,
+        ))
     })?;
-    Ok(json(
-        StatusCode::OK,
-        paginate("actions", items, page, &app.base_url, path, q),
-    ))
+    Ok(json(StatusCode::OK, body))
 }
 
 pub async fn list_for_droplet(

@@ -5,7 +5,7 @@ use super::{AppState, Query, int_id, json, no_content, parse, valid_droplet_name
 use crate::catalog;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Droplet, DropletStatus, Effect};
-use crate::pagination::{Page, paginate};
+use crate::pagination::{Page, paginate_by};
 use crate::store::Store;
 use crate::timing::Op;
 use crate::views;
@@ -37,20 +37,27 @@ pub async fn list(State(app): AppState, q: Query) -> ApiResult<Response> {
         )));
     }
     let gpus = q.get("type").is_some_and(|t| t == "gpus");
-    let items: Vec<Value> = app.with_store(|s| {
-        s.state
+    let body = app.with_store(|s| {
+        let matching: Vec<&Droplet> = s
+            .state
             .droplets
             .values()
             .filter(|_| !gpus)
             .filter(|d| tag.as_ref().is_none_or(|t| d.tags.contains(t)))
             .filter(|d| name.as_ref().is_none_or(|n| &d.name == n))
-            .map(views::droplet)
-            .collect()
+            .collect();
+        let render = |d: &&Droplet| views::droplet(d);
+        paginate_by(
+            "droplets",
+            &matching,
+            render,
+            page,
+            &app.base_url,
+            "/v2/droplets",
+            &q,
+        )
     });
-    Ok(json(
-        StatusCode::OK,
-        paginate("droplets", items, page, &app.base_url, "/v2/droplets", &q),
-    ))
+    Ok(json(StatusCode::OK, body))
 }
 
 pub async fn get(State(app): AppState, Path(id): Path<String>) -> ApiResult<Response> {
