@@ -346,3 +346,43 @@ async fn dropped_action_response_does_not_start_a_second_snapshot() {
     env.assert_bodies_match_spec();
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn connection_closed_after_create_still_makes_exactly_one_droplet() {
+    let env = SimEnv::start(Profile::Instant, &[]).await;
+    let c = env.client(TOKEN);
+    env.sim().add_fault(Fault::Reset {
+        target: target("POST", "/v2/droplets"),
+        count: 1,
+        executed: true,
+    });
+    let created = c
+        .create_droplets(&create_req(&["reset-1", "reset-2"]))
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = created.droplets.iter().map(|d| d.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["reset-1", "reset-2"]);
+    assert_eq!(created.action_ids.len(), 2);
+    let all = c.list_droplets(None).await.unwrap();
+    assert_eq!(all.len(), 2, "exactly the two droplets: {all:?}");
+    // The connection was closed without an answer: the create is not repeated.
+    let posts = env
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/droplets" && r.status < 300)
+        .count();
+    assert!(posts <= 1, "{posts} successful POSTs");
+
+    // Closed before executing: the retry creates it, still once.
+    env.sim().add_fault(Fault::Reset {
+        target: target("POST", "/v2/droplets"),
+        count: 1,
+        executed: false,
+    });
+    let created = c.create_droplets(&create_req(&["reset-3"])).await.unwrap();
+    assert_eq!(created.droplets.len(), 1);
+    assert_eq!(c.list_droplets(None).await.unwrap().len(), 3);
+    env.assert_bodies_match_spec();
+    env.shutdown().await;
+}
