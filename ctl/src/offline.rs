@@ -64,6 +64,7 @@ pub fn init(
             .map(|p| p.join("templates"))
             .unwrap_or_else(|| "templates".into()),
     };
+    let pki = ensure_pki(&dir.join("pki")).map_err(CliError::Runtime)?;
     let written = spec::write_examples(dir, &templates, force).map_err(|e| {
         if matches!(*e.kind, SpecErrorKind::AlreadyExists) {
             CliError::Invalid(e.to_string())
@@ -72,9 +73,9 @@ pub fn init(
         }
     })?;
     match out {
-        OutputFormat::Json => print_json(&json!({ "written": written }))?,
+        OutputFormat::Json => print_json(&json!({ "written": written, "pki": pki }))?,
         OutputFormat::Text => {
-            for path in &written {
+            for path in written.iter().chain(&pki) {
                 println!("wrote {}", path.display());
             }
             println!(
@@ -84,6 +85,37 @@ pub fn init(
         }
     }
     Ok(())
+}
+
+/// Cluster id the CA made by `infractl init` is named for.
+pub const CLUSTER_ID: &str = "infra";
+
+/// Creates the cluster CA, an `infractl` client certificate and the gossip
+/// key in `pki` (all 0600), each only if missing. Returns what it wrote.
+pub fn ensure_pki(pki: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use infra_agent::membership::GossipKey;
+    use infra_agent::tls::{Ca, write_private};
+    std::fs::create_dir_all(pki).with_context(|| format!("create {}", pki.display()))?;
+    let mut written = Vec::new();
+    let (ca_pem, ca_key) = (pki.join("ca.pem"), pki.join("ca.key"));
+    let ca = if ca_pem.exists() && ca_key.exists() {
+        Ca::load(&ca_pem, &ca_key, CLUSTER_ID)?
+    } else {
+        let ca = Ca::create(CLUSTER_ID)?;
+        let (c, k) = ca.write(pki)?;
+        written.extend([c, k]);
+        ca
+    };
+    if !pki.join("client.pem").exists() || !pki.join("client.key").exists() {
+        let (c, k) = ca.issue_client("infractl")?.write(pki, "client")?;
+        written.extend([c, k]);
+    }
+    let gossip = pki.join("gossip.key");
+    if !gossip.exists() {
+        write_private(&gossip, GossipKey::generate().to_hex().as_bytes())?;
+        written.push(gossip);
+    }
+    Ok(written)
 }
 
 pub fn validate(dir: &Path, out: OutputFormat) -> Result<(), CliError> {
