@@ -4,6 +4,8 @@
 
 pub mod cutover;
 pub mod git;
+pub mod pipeline;
+pub mod release_log;
 pub mod releases;
 pub mod rollout;
 pub mod secrets;
