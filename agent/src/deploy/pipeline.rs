@@ -173,7 +173,7 @@ pub enum PipelineError {
         service: String,
         droplet: String,
         #[source]
-        source: CutoverError,
+        source: Box<CutoverError>,
     },
     #[error(transparent)]
     Releases(#[from] ReleaseLogError),
@@ -637,7 +637,7 @@ impl Pipeline<'_> {
         .map_err(|source| PipelineError::Rollout {
             service: service.into(),
             droplet: d.name.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let addr = match &report {
             RolloutReport::Web(r) => {
