@@ -22,7 +22,8 @@ use infra_agent::deploy::cutover::{CutoverConfig, HttpProbe, http_get};
 use infra_agent::deploy::pipeline::{
     DeployOutcome, Droplet, Pipeline, PipelineConfig, PipelineError, Progress, Source,
 };
-use infra_agent::deploy::release_log::{LocalReleaseLog, ReleaseLog};
+use infra_agent::deploy::release_log::{DeployManifest, LocalReleaseLog, ReleaseLog};
+use infra_agent::deploy::reproduce::reproduce;
 use infra_agent::lb::{LbConfig, Nginx};
 use infra_agent::runtime::{ContainerRuntime, DockerRuntime};
 use infra_agent::spec::{DeploymentConfig, ServiceKind, service_name};
@@ -384,6 +385,31 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
         8,
         "{running:?}"
     );
+
+    // Reproduce the prod tag: the same commit, with the manifest beside it.
+    let rec = releases.live(&project, "prod").await.unwrap().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let done = reproduce(
+        &config.git_config,
+        &rec,
+        &config.projects[&project],
+        out.path(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(Some(done.commit.clone()), uat2.commit);
+    assert_eq!(
+        std::fs::read_to_string(done.checkout.join("www/version")).unwrap(),
+        "v2\n"
+    );
+    let manifest: DeployManifest =
+        serde_json::from_str(&std::fs::read_to_string(&done.manifest).unwrap()).unwrap();
+    assert_eq!(manifest.version, 1);
+    assert_eq!(
+        (manifest.tag, manifest.images),
+        (tags[1].clone(), uat2.images.clone())
+    );
+    assert_eq!(manifest.services.len(), 2);
 
     let lines = progress.0.lock().unwrap().join("\n");
     assert!(!lines.contains(&secret), "progress leaks the secret");

@@ -7,6 +7,7 @@ pub mod git;
 pub mod pipeline;
 pub mod release_log;
 pub mod releases;
+pub mod reproduce;
 pub mod rollout;
 pub mod secrets;
 pub mod service;
