@@ -4,9 +4,12 @@
 
 mod cloud;
 mod context;
+mod deploy;
 mod exit;
+mod local_lb;
 mod offline;
 mod output;
+mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +87,11 @@ enum Command {
     /// Inspect state.
     #[command(subcommand)]
     State(StateCmd),
+    #[command(flatten)]
+    Deploy(deploy::DeployCmd),
+    /// Render Kubernetes manifests or a docker-compose file.
+    #[command(subcommand)]
+    Render(render::RenderCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,5 +152,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::RemoveProject { name } => offline::remove_project(dir, &name, out),
         Command::State(StateCmd::Export) => offline::state_export(dir, out),
         Command::Cloud(cmd) => block_on(cloud::run(cmd, dir, out)),
+        Command::Deploy(cmd) => block_on(deploy::run(cmd, dir, out)),
+        Command::Render(cmd) => block_on(render::run(cmd, dir, out)),
     }
 }
