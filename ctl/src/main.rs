@@ -5,10 +5,13 @@
 mod client;
 mod cloud;
 mod context;
+mod deploy;
 mod exit;
+mod local_lb;
 mod offline;
 mod output;
 mod status;
+mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +99,11 @@ enum Command {
         #[arg(long)]
         pki: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Deploy(deploy::DeployCmd),
+    /// Render Kubernetes manifests or a docker-compose file.
+    #[command(subcommand)]
+    Render(render::RenderCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,5 +167,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status { endpoint, pki } => {
             block_on(status::run(dir, endpoint.as_deref(), pki.as_deref(), out))
         }
+        Command::Deploy(cmd) => block_on(deploy::run(cmd, dir, out)),
+        Command::Render(cmd) => block_on(render::run(cmd, dir, out)),
     }
 }

@@ -4,7 +4,10 @@
 
 pub mod cutover;
 pub mod git;
+pub mod pipeline;
+pub mod release_log;
 pub mod releases;
+pub mod reproduce;
 pub mod rollout;
 pub mod secrets;
 pub mod service;

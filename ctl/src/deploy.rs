@@ -1,0 +1,249 @@
+//! `infractl deploy-uat | deploy-prod | rollback | reproduce`: runs the
+//! deploy pipeline locally against the local container engine. Droplets come
+//! from the planned topology (their runtime address when it is a loopback
+//! one, else 127.0.0.x assigned in name order); the load balancer is an
+//! nginx of its own under `.infra/lb/`; releases are kept in
+//! `.infra/releases.json`. Secrets come from this process's environment and
+//! are never printed.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::Subcommand;
+use infra_agent::deploy::cutover::{CutoverConfig, HttpProbe};
+use infra_agent::deploy::pipeline::{
+    DeployOutcome, Droplet, Pipeline, PipelineConfig, Progress, Source,
+};
+use infra_agent::deploy::release_log::{LocalReleaseLog, ReleaseLog};
+use infra_agent::deploy::reproduce::reproduce;
+use infra_agent::runtime::{ContainerRuntime, DEFAULT_SECRETS_ROOT, DockerRuntime};
+use infra_agent::spec::{self, LoadedConfig};
+use infra_agent::topology::Topology;
+
+use crate::local_lb::LocalLb;
+use crate::output::{OutputFormat, print_json};
+
+#[derive(Subcommand, Debug)]
+pub enum DeployCmd {
+    /// Build PROJECT from git (or a local checkout) and deploy it to uat.
+    DeployUat {
+        project: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Build from a local checkout instead of cloning.
+        #[arg(long, requires = "project_path")]
+        local: bool,
+        #[arg(long)]
+        project_path: Option<PathBuf>,
+    },
+    /// Promote a uat release (the newest, or --tag) to prod: same images.
+    DeployProd {
+        project: String,
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Put the previous (or --to) kept release of PROJECT ENV back.
+    Rollback {
+        project: String,
+        env: String,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Check out the commit of a deploy TAG into DIR with its manifest.
+    Reproduce {
+        tag: String,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+/// Progress lines: stdout for text output, stderr when stdout is JSON.
+struct Printer(OutputFormat);
+
+impl Progress for Printer {
+    fn step(&self, line: &str) {
+        match self.0 {
+            OutputFormat::Text => println!("==> {line}"),
+            OutputFormat::Json => eprintln!("==> {line}"),
+        }
+    }
+}
+
+pub fn load(dir: &Path) -> anyhow::Result<LoadedConfig> {
+    spec::load_dir(dir).map_err(|e| anyhow!("{e}"))
+}
+
+/// The planned topology of the config (current runtime + spec).
+pub fn topology(config: &LoadedConfig) -> Topology {
+    infra_agent::plan::desired(&config.spec(), &crate::offline::current_topology(config))
+}
+
+/// Each droplet's address: its runtime ip when on loopback, else
+/// 127.0.0.<10 + index> in name order.
+pub fn local_addresses(topology: &Topology) -> BTreeMap<String, IpAddr> {
+    topology
+        .droplets
+        .iter()
+        .enumerate()
+        .map(|(i, (name, d))| {
+            let ip =
+                d.ip.as_deref()
+                    .and_then(|ip| ip.parse::<IpAddr>().ok())
+                    .filter(IpAddr::is_loopback)
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + (i % 240) as u8)));
+            (name.clone(), ip)
+        })
+        .collect()
+}
+
+fn infra_dir(dir: &Path) -> PathBuf {
+    crate::context::context_dir(dir)
+}
+
+pub async fn run(cmd: DeployCmd, dir: &Path, out: OutputFormat) -> anyhow::Result<()> {
+    let config = load(dir)?;
+    let infra = infra_dir(dir);
+    std::fs::create_dir_all(&infra).with_context(|| format!("creating {}", infra.display()))?;
+    let releases = LocalReleaseLog::open(&infra.join("releases.json"))?;
+    if let DeployCmd::Reproduce { tag, dir: target } = &cmd {
+        return reproduce_tag(&config, &releases, tag, target, out).await;
+    }
+    let topo = topology(&config);
+    let rt = DockerRuntime::connect(DEFAULT_SECRETS_ROOT).await?;
+    let shared: Arc<dyn ContainerRuntime> = Arc::new(rt.clone());
+    let droplets: BTreeMap<String, Droplet> = local_addresses(&topo)
+        .into_iter()
+        .map(|(name, address)| {
+            let d = Droplet {
+                name: name.clone(),
+                address,
+                runtime: shared.clone(),
+            };
+            (name, d)
+        })
+        .collect();
+    let listen: SocketAddr = std::env::var("INFRACTL_LB_LISTEN")
+        .unwrap_or_else(|_| "127.0.0.1:8480".into())
+        .parse()
+        .context("INFRACTL_LB_LISTEN must be ip:port")?;
+    let nginx = std::env::var("INFRACTL_NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".into());
+    let lb = LocalLb::open(nginx.into(), &infra.join("lb"), listen)?;
+    let progress = Printer(out);
+    let pipeline = Pipeline {
+        deployment: &config.deployment,
+        topology: &topo,
+        droplets: &droplets,
+        builder: &rt,
+        lb: &lb,
+        releases: &releases,
+        probe: &HttpProbe {
+            timeout: Duration::from_secs(2),
+        },
+        progress: &progress,
+        config: PipelineConfig {
+            cutover: CutoverConfig {
+                drain: Duration::from_secs(1),
+                poll_interval: Duration::from_millis(200),
+                ..CutoverConfig::default()
+            },
+            work_dir: infra.join("work"),
+            ..PipelineConfig::default()
+        },
+    };
+    let vars: BTreeMap<String, String> = std::env::vars().collect();
+    let outcome = match cmd {
+        DeployCmd::DeployUat {
+            project,
+            branch,
+            local,
+            project_path,
+        } => {
+            let source = match (local, project_path) {
+                (true, Some(path)) => Source::Local { path },
+                _ => Source::Git { branch },
+            };
+            pipeline
+                .deploy_uat(&project, &source, &vars, chrono::Utc::now())
+                .await?
+        }
+        DeployCmd::DeployProd { project, tag } => {
+            pipeline
+                .deploy_prod(&project, tag.as_deref(), &vars)
+                .await?
+        }
+        DeployCmd::Rollback { project, env, to } => {
+            pipeline
+                .rollback(&project, &env, to.as_deref(), &vars)
+                .await?
+        }
+        DeployCmd::Reproduce { .. } => unreachable!("handled above"),
+    };
+    report(&outcome, lb.listen(), out)
+}
+
+fn report(o: &DeployOutcome, lb: SocketAddr, out: OutputFormat) -> anyhow::Result<()> {
+    if out == OutputFormat::Json {
+        return print_json(o);
+    }
+    println!("deployed {} to {}: {}", o.project, o.env, o.tag);
+    for (droplet, service, container, addr) in &o.containers {
+        let at = addr.map(|a| format!(" on {a}")).unwrap_or_default();
+        println!("  {droplet:<16} {service:<12} {container}{at}");
+    }
+    for (service, image) in &o.images {
+        println!("  image {service}: {image}");
+    }
+    if !o.pruned.is_empty() {
+        println!("  pruned: {}", o.pruned.join(", "));
+    }
+    println!(
+        "  load balancer: http://{lb}/{}/{}/<service>/",
+        o.project, o.env
+    );
+    Ok(())
+}
+
+async fn reproduce_tag(
+    config: &LoadedConfig,
+    releases: &LocalReleaseLog,
+    tag: &str,
+    target: &Path,
+    out: OutputFormat,
+) -> anyhow::Result<()> {
+    let mut found = None;
+    for project in config.deployment.projects.keys() {
+        for env in ["uat", "prod"] {
+            if let Some(r) = releases
+                .history(project, env)
+                .await?
+                .into_iter()
+                .find(|r| r.tag == tag)
+            {
+                found.get_or_insert(r);
+            }
+        }
+    }
+    let Some(rec) = found else {
+        bail!("tag {tag} is not a kept release of any project (see .infra/releases.json)");
+    };
+    let pd = &config.deployment.projects[&rec.project];
+    let done = reproduce(&config.deployment.git_config, &rec, pd, target).await?;
+    match out {
+        OutputFormat::Json => print_json(&done),
+        OutputFormat::Text => {
+            println!(
+                "checked out {} {} ({}) into {}",
+                rec.project,
+                tag,
+                done.commit,
+                done.checkout.display()
+            );
+            println!("manifest: {}", done.manifest.display());
+            Ok(())
+        }
+    }
+}
