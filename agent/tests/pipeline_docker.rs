@@ -21,6 +21,7 @@ use futures::TryStreamExt;
 use infra_agent::deploy::cutover::{CutoverConfig, HttpProbe, http_get};
 use infra_agent::deploy::pipeline::{
     DeployOutcome, Droplet, Pipeline, PipelineConfig, PipelineError, Progress, Source,
+    alternate_port,
 };
 use infra_agent::deploy::release_log::{DeployManifest, LocalReleaseLog, ReleaseLog};
 use infra_agent::deploy::reproduce::reproduce;
@@ -136,7 +137,7 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
         images: vec![],
         secrets_root: secrets_root(&id),
     };
-    let stamps = [(10, 0), (10, 5), (10, 10)];
+    let stamps = [(10, 0), (10, 5), (10, 10), (10, 15)];
     let tags: Vec<String> = stamps
         .iter()
         .map(|(h, m)| format!("v1.2.0-uat-20261125-{h:02}{m:02}"))
@@ -333,6 +334,45 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
     assert_eq!(get(listen, &uat_path).await, (200, "v2\n".into()));
     let live = releases.live(&project, "uat").await.unwrap().unwrap();
     assert_eq!(live.tag, tags[1]);
+
+    // 3b. A release that cannot start on the second droplet (its next host
+    // port is taken): the first droplet goes back, both serve v2.
+    commit_version(&origin, &id, "v4", true);
+    let current = web_addrs(&uat2);
+    let primary = ports["uat"];
+    let next = if current[1].port() == primary {
+        alternate_port(primary)
+    } else {
+        primary
+    };
+    let blocker = std::net::TcpListener::bind(SocketAddr::new(addr(3), next)).unwrap();
+    let err = pipeline
+        .deploy_uat(&project, &main, &vars, at(3))
+        .await
+        .unwrap_err();
+    drop(blocker);
+    assert!(
+        matches!(&err, PipelineError::Rollout { droplet, .. } if droplet == "web2"),
+        "{err}"
+    );
+    let route = nginx.config().unwrap().routes;
+    let r = route.iter().find(|r| r.upstream() == uat_upstream).unwrap();
+    assert_eq!(r.backends.len(), 2);
+    for b in &r.backends {
+        assert_eq!(get(*b, "/version").await, (200, "v2\n".to_string()), "{b}");
+    }
+    let uat_running: Vec<_> = rt
+        .list(&BTreeMap::from([
+            ("infra.test".to_string(), id.clone()),
+            ("infra.environment".to_string(), "uat".to_string()),
+        ]))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.running)
+        .collect();
+    assert_eq!(uat_running.len(), 4, "{uat_running:?}");
+    assert!(uat_running.iter().all(|c| c.labels["infra.tag"] == tags[1]));
 
     // 4. Prod: the newest uat release, exact image ids, never rebuilt.
     let bogus = "v9.9.9-uat-20261125-0000";

@@ -467,20 +467,31 @@ impl Pipeline<'_> {
             .iter()
             .flat_map(|(_, _, st)| st.droplets.iter().map(String::as_str))
             .collect();
+        let previous = self.releases.live(project, env).await?;
         let mut containers = Vec::new();
+        let mut touched: Vec<&Droplet> = Vec::new();
         for droplet in order {
             let d = self
                 .droplets
                 .get(droplet)
                 .ok_or_else(|| PipelineError::UnknownDroplet(droplet.into()))?;
+            touched.push(d);
             for (service, spec, st) in placed
                 .iter()
                 .filter(|(_, _, st)| st.droplets.iter().any(|x| x == droplet))
             {
-                let done = self
+                match self
                     .roll_one(d, rec, service, spec, st.port, &secrets[service])
-                    .await?;
-                containers.push(done);
+                    .await
+                {
+                    Ok(done) => containers.push(done),
+                    Err(e) => {
+                        if let Some(prev) = previous.as_ref().filter(|p| p.tag != rec.tag) {
+                            self.undo(&touched, prev, &placed, &secrets).await;
+                        }
+                        return Err(e);
+                    }
+                }
             }
         }
         let mut pruned = Vec::new();
@@ -505,6 +516,33 @@ impl Pipeline<'_> {
             build_ms: 0,
             rollout_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// Puts `prev` back on droplets a failed rollout already switched
+    /// (best effort: failures are reported as progress).
+    async fn undo(
+        &self,
+        touched: &[&Droplet],
+        prev: &ReleaseRecord,
+        placed: &[(&str, &ServiceSpec, &crate::topology::ServiceState)],
+        secrets: &BTreeMap<&str, BTreeMap<String, SecretValue>>,
+    ) {
+        for d in touched {
+            self.progress
+                .step(&format!("returning {} to {}", d.name, prev.tag));
+            for (service, spec, st) in placed
+                .iter()
+                .filter(|(_, _, st)| st.droplets.contains(&d.name))
+            {
+                if let Err(e) = self
+                    .roll_one(d, prev, service, spec, st.port, &secrets[service])
+                    .await
+                {
+                    self.progress
+                        .step(&format!("returning {service} on {}: {e}", d.name));
+                }
+            }
+        }
     }
 
     /// Loads each image where it is missing (save from the builder, load).
