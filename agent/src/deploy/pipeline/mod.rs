@@ -115,6 +115,10 @@ pub enum PipelineError {
         tag: String,
         kept: Vec<String>,
     },
+    #[error(
+        "{project}: release {tag} was already deployed to uat with other images this minute; deploy again in a minute"
+    )]
+    TagTaken { project: String, tag: String },
     #[error("{project} has no uat release to promote")]
     NoUatRelease { project: String },
     #[error("{context}: {source}")]
@@ -195,6 +199,25 @@ pub fn placed_services<'a>(
     Ok(placed)
 }
 
+/// A deploy as a caller asks for it (the CLI, or the cluster's
+/// Deploy/Rollback RPCs); secrets travel separately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployRequest {
+    Uat {
+        project: String,
+        source: Source,
+    },
+    Prod {
+        project: String,
+        tag: Option<String>,
+    },
+    Rollback {
+        project: String,
+        env: String,
+        to: Option<String>,
+    },
+}
+
 /// Everything a deploy drives. Cheap to build per call.
 pub struct Pipeline<'a> {
     pub deployment: &'a DeploymentConfig,
@@ -213,6 +236,26 @@ impl Pipeline<'_> {
     fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> PipelineError {
         let context = context.into();
         move |source| PipelineError::Io { context, source }
+    }
+
+    /// Runs `req`; `vars` are where secrets come from, `now` stamps a UAT tag.
+    pub async fn run(
+        &self,
+        req: &DeployRequest,
+        vars: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Result<DeployOutcome, PipelineError> {
+        match req {
+            DeployRequest::Uat { project, source } => {
+                self.deploy_uat(project, source, vars, now).await
+            }
+            DeployRequest::Prod { project, tag } => {
+                self.deploy_prod(project, tag.as_deref(), vars).await
+            }
+            DeployRequest::Rollback { project, env, to } => {
+                self.rollback(project, env, to.as_deref(), vars).await
+            }
+        }
     }
 
     /// Builds the release from `source` and deploys it to `uat`. `now`
@@ -297,6 +340,13 @@ impl Pipeline<'_> {
             images.insert(service.to_string(), id);
         }
         let build = started.elapsed();
+        let same_tag = self.releases.history(project, env).await?;
+        if same_tag.iter().any(|r| r.tag == tag && r.images != images) {
+            return Err(PipelineError::TagTaken {
+                project: project.into(),
+                tag,
+            });
+        }
         let rec = ReleaseRecord {
             project: project.into(),
             env: env.into(),
