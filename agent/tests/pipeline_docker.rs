@@ -374,6 +374,14 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
     assert_eq!(uat_running.len(), 4, "{uat_running:?}");
     assert!(uat_running.iter().all(|c| c.labels["infra.tag"] == tags[1]));
 
+    // The same minute's tag with other images is refused, nothing changes.
+    let err = pipeline
+        .deploy_uat(&project, &main, &vars, at(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::TagTaken { .. }), "{err}");
+    assert_eq!(get(listen, &uat_path).await, (200, "v2\n".into()));
+
     // 4. Prod: the newest uat release, exact image ids, never rebuilt.
     let bogus = "v9.9.9-uat-20261125-0000";
     let err = pipeline
