@@ -116,7 +116,7 @@ pub enum PipelineError {
         kept: Vec<String>,
     },
     #[error(
-        "{project}: release {tag} was already deployed to uat with other images this minute; deploy again in a minute"
+        "{project}: release {tag} was already deployed to uat from another commit or with other images this minute; deploy again in a minute"
     )]
     TagTaken { project: String, tag: String },
     #[error("{project} has no uat release to promote")]
@@ -314,6 +314,13 @@ impl Pipeline<'_> {
                 Err(e) => self.progress.step(&format!("tag not written: {e}")),
             }
         }
+        let kept = self.releases.history(project, env).await?;
+        if kept.iter().any(|r| r.tag == tag && r.commit != commit) {
+            return Err(PipelineError::TagTaken {
+                project: project.into(),
+                tag,
+            });
+        }
         let mut images = BTreeMap::new();
         for (service, spec, _) in &placed {
             let image = image_ref(project, service, &tag);
@@ -340,8 +347,7 @@ impl Pipeline<'_> {
             images.insert(service.to_string(), id);
         }
         let build = started.elapsed();
-        let same_tag = self.releases.history(project, env).await?;
-        if same_tag.iter().any(|r| r.tag == tag && r.images != images) {
+        if kept.iter().any(|r| r.tag == tag && r.images != images) {
             return Err(PipelineError::TagTaken {
                 project: project.into(),
                 tag,
