@@ -137,7 +137,7 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
         images: vec![],
         secrets_root: secrets_root(&id),
     };
-    let stamps = [(10, 0), (10, 5), (10, 10), (10, 15)];
+    let stamps = [(10, 0), (10, 5), (10, 10), (10, 15), (10, 20), (10, 25)];
     let tags: Vec<String> = stamps
         .iter()
         .map(|(h, m)| format!("v1.2.0-uat-20261125-{h:02}{m:02}"))
@@ -286,11 +286,13 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
     commit_version(&origin, &id, "v2", true);
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let looper = {
+    // Four clients, each a bounded loop until the deploy is done.
+    let mut loopers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
         let (stop, ok, failed, path) = (stop.clone(), ok.clone(), failed.clone(), uat_path.clone());
-        tokio::spawn(async move {
+        loopers.spawn(async move {
             let mut errors = Vec::new();
-            for _ in 0..200_000 {
+            for _ in 0..100_000 {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -303,11 +305,14 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
                 };
             }
             errors
-        })
-    };
+        });
+    }
     let redeploy = pipeline.deploy_uat(&project, &main, &vars, at(1)).await;
     stop.store(true, Ordering::Relaxed);
-    let errors = looper.await.unwrap();
+    let mut errors = Vec::new();
+    while let Some(e) = loopers.join_next().await {
+        errors.extend(e.unwrap());
+    }
     let uat2 = redeploy.unwrap();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!(
@@ -458,6 +463,39 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
         (tags[1].clone(), uat2.images.clone())
     );
     assert_eq!(manifest.services.len(), 2);
+
+    // Keep 3: two more uat releases prune the oldest (tags[0]) and its
+    // images; prod's images (tags[1]) stay, and prod is untouched.
+    for (i, v) in [(4, "v5"), (5, "v6")] {
+        commit_version(&origin, &id, v, true);
+        pipeline
+            .deploy_uat(&project, &main, &vars, at(i))
+            .await
+            .unwrap();
+    }
+    let kept: Vec<String> = releases
+        .history(&project, "uat")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.tag)
+        .collect();
+    assert_eq!(kept, [tags[5].clone(), tags[4].clone(), tags[1].clone()]);
+    for image in uat1.images.values() {
+        assert!(
+            !rt.image_exists(image).await.unwrap(),
+            "pruned {image} kept"
+        );
+    }
+    for image in uat2.images.values() {
+        assert!(
+            rt.image_exists(image).await.unwrap(),
+            "prod's {image} pruned"
+        );
+    }
+    assert_eq!(releases.history(&project, "prod").await.unwrap().len(), 1);
+    assert_eq!(get(listen, &prod_path).await, (200, "v2\n".into()));
+    assert_eq!(get(listen, &uat_path).await, (200, "v6\n".into()));
 
     let lines = progress.0.lock().unwrap().join("\n");
     assert!(!lines.contains(&secret), "progress leaks the secret");
