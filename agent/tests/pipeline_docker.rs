@@ -21,6 +21,7 @@ use futures::TryStreamExt;
 use infra_agent::deploy::cutover::{CutoverConfig, HttpProbe, http_get};
 use infra_agent::deploy::pipeline::{
     DeployOutcome, Droplet, Pipeline, PipelineConfig, PipelineError, Progress, Source,
+    alternate_port,
 };
 use infra_agent::deploy::release_log::{DeployManifest, LocalReleaseLog, ReleaseLog};
 use infra_agent::deploy::reproduce::reproduce;
@@ -136,7 +137,7 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
         images: vec![],
         secrets_root: secrets_root(&id),
     };
-    let stamps = [(10, 0), (10, 5), (10, 10)];
+    let stamps = [(10, 0), (10, 5), (10, 10), (10, 15), (10, 20), (10, 25)];
     let tags: Vec<String> = stamps
         .iter()
         .map(|(h, m)| format!("v1.2.0-uat-20261125-{h:02}{m:02}"))
@@ -285,11 +286,13 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
     commit_version(&origin, &id, "v2", true);
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let looper = {
+    // Four clients, each a bounded loop until the deploy is done.
+    let mut loopers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
         let (stop, ok, failed, path) = (stop.clone(), ok.clone(), failed.clone(), uat_path.clone());
-        tokio::spawn(async move {
+        loopers.spawn(async move {
             let mut errors = Vec::new();
-            for _ in 0..200_000 {
+            for _ in 0..100_000 {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -302,11 +305,14 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
                 };
             }
             errors
-        })
-    };
+        });
+    }
     let redeploy = pipeline.deploy_uat(&project, &main, &vars, at(1)).await;
     stop.store(true, Ordering::Relaxed);
-    let errors = looper.await.unwrap();
+    let mut errors = Vec::new();
+    while let Some(e) = loopers.join_next().await {
+        errors.extend(e.unwrap());
+    }
     let uat2 = redeploy.unwrap();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!(
@@ -333,6 +339,53 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
     assert_eq!(get(listen, &uat_path).await, (200, "v2\n".into()));
     let live = releases.live(&project, "uat").await.unwrap().unwrap();
     assert_eq!(live.tag, tags[1]);
+
+    // 3b. A release that cannot start on the second droplet (its next host
+    // port is taken): the first droplet goes back, both serve v2.
+    commit_version(&origin, &id, "v4", true);
+    let current = web_addrs(&uat2);
+    let primary = ports["uat"];
+    let next = if current[1].port() == primary {
+        alternate_port(primary)
+    } else {
+        primary
+    };
+    let blocker = std::net::TcpListener::bind(SocketAddr::new(addr(3), next)).unwrap();
+    let err = pipeline
+        .deploy_uat(&project, &main, &vars, at(3))
+        .await
+        .unwrap_err();
+    drop(blocker);
+    assert!(
+        matches!(&err, PipelineError::Rollout { droplet, .. } if droplet == "web2"),
+        "{err}"
+    );
+    let route = nginx.config().unwrap().routes;
+    let r = route.iter().find(|r| r.upstream() == uat_upstream).unwrap();
+    assert_eq!(r.backends.len(), 2);
+    for b in &r.backends {
+        assert_eq!(get(*b, "/version").await, (200, "v2\n".to_string()), "{b}");
+    }
+    let uat_running: Vec<_> = rt
+        .list(&BTreeMap::from([
+            ("infra.test".to_string(), id.clone()),
+            ("infra.environment".to_string(), "uat".to_string()),
+        ]))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.running)
+        .collect();
+    assert_eq!(uat_running.len(), 4, "{uat_running:?}");
+    assert!(uat_running.iter().all(|c| c.labels["infra.tag"] == tags[1]));
+
+    // The same minute's tag with other images is refused, nothing changes.
+    let err = pipeline
+        .deploy_uat(&project, &main, &vars, at(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::TagTaken { .. }), "{err}");
+    assert_eq!(get(listen, &uat_path).await, (200, "v2\n".into()));
 
     // 4. Prod: the newest uat release, exact image ids, never rebuilt.
     let bogus = "v9.9.9-uat-20261125-0000";
@@ -410,6 +463,39 @@ async fn uat_prod_redeploy_broken_release_and_rollback() {
         (tags[1].clone(), uat2.images.clone())
     );
     assert_eq!(manifest.services.len(), 2);
+
+    // Keep 3: two more uat releases prune the oldest (tags[0]) and its
+    // images; prod's images (tags[1]) stay, and prod is untouched.
+    for (i, v) in [(4, "v5"), (5, "v6")] {
+        commit_version(&origin, &id, v, true);
+        pipeline
+            .deploy_uat(&project, &main, &vars, at(i))
+            .await
+            .unwrap();
+    }
+    let kept: Vec<String> = releases
+        .history(&project, "uat")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.tag)
+        .collect();
+    assert_eq!(kept, [tags[5].clone(), tags[4].clone(), tags[1].clone()]);
+    for image in uat1.images.values() {
+        assert!(
+            !rt.image_exists(image).await.unwrap(),
+            "pruned {image} kept"
+        );
+    }
+    for image in uat2.images.values() {
+        assert!(
+            rt.image_exists(image).await.unwrap(),
+            "prod's {image} pruned"
+        );
+    }
+    assert_eq!(releases.history(&project, "prod").await.unwrap().len(), 1);
+    assert_eq!(get(listen, &prod_path).await, (200, "v2\n".into()));
+    assert_eq!(get(listen, &uat_path).await, (200, "v6\n".into()));
 
     let lines = progress.0.lock().unwrap().join("\n");
     assert!(!lines.contains(&secret), "progress leaks the secret");

@@ -16,7 +16,7 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::Subcommand;
 use infra_agent::deploy::cutover::{CutoverConfig, HttpProbe};
 use infra_agent::deploy::pipeline::{
-    DeployOutcome, Droplet, Pipeline, PipelineConfig, Progress, Source,
+    DeployOutcome, DeployRequest, Droplet, Pipeline, PipelineConfig, Progress, Source,
 };
 use infra_agent::deploy::release_log::{LocalReleaseLog, ReleaseLog};
 use infra_agent::deploy::reproduce::reproduce;
@@ -155,7 +155,7 @@ pub async fn run(cmd: DeployCmd, dir: &Path, out: OutputFormat) -> anyhow::Resul
         },
     };
     let vars: BTreeMap<String, String> = std::env::vars().collect();
-    let outcome = match cmd {
+    let req = match cmd {
         DeployCmd::DeployUat {
             project,
             branch,
@@ -166,22 +166,13 @@ pub async fn run(cmd: DeployCmd, dir: &Path, out: OutputFormat) -> anyhow::Resul
                 (true, Some(path)) => Source::Local { path },
                 _ => Source::Git { branch },
             };
-            pipeline
-                .deploy_uat(&project, &source, &vars, chrono::Utc::now())
-                .await?
+            DeployRequest::Uat { project, source }
         }
-        DeployCmd::DeployProd { project, tag } => {
-            pipeline
-                .deploy_prod(&project, tag.as_deref(), &vars)
-                .await?
-        }
-        DeployCmd::Rollback { project, env, to } => {
-            pipeline
-                .rollback(&project, &env, to.as_deref(), &vars)
-                .await?
-        }
+        DeployCmd::DeployProd { project, tag } => DeployRequest::Prod { project, tag },
+        DeployCmd::Rollback { project, env, to } => DeployRequest::Rollback { project, env, to },
         DeployCmd::Reproduce { .. } => unreachable!("handled above"),
     };
+    let outcome = pipeline.run(&req, &vars, chrono::Utc::now()).await?;
     report(&outcome, lb.listen(), out)
 }
 

@@ -193,6 +193,29 @@ fn deploy_uat_prod_reproduce_and_render() {
         "{answer}"
     );
 
+    // From a local checkout (same source; the release is rolled or kept).
+    let origin_arg = origin.to_string_lossy().into_owned();
+    let run = infractl(
+        &[
+            "deploy-uat",
+            &project,
+            "--local",
+            "--project-path",
+            &origin_arg,
+        ],
+        true,
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("==> using local checkout"),
+        "{}",
+        run.stdout
+    );
+    // Nothing older to roll back to in prod yet: a clear error.
+    let run = infractl(&["rollback", &project, "prod"], true);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("no releases"), "{}", run.stderr);
+
     let run = infractl(&["-o", "json", "deploy-prod", &project], true);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let prod: Value = serde_json::from_str(&run.stdout).unwrap();
