@@ -10,8 +10,8 @@ mod exit;
 mod local_lb;
 mod offline;
 mod output;
-mod status;
 mod render;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
