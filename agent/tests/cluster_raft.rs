@@ -212,9 +212,24 @@ async fn killed_follower_is_committed_with_seven() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_leader_is_replaced_and_calls_are_forwarded_from_every_survivor() {
-    let n = 5;
-    let mut cluster = start(n, 90).await;
+async fn killed_leader_is_replaced_and_calls_are_forwarded_with_three() {
+    killed_leader_is_replaced(3, 130).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_calls_are_forwarded_with_five() {
+    killed_leader_is_replaced(5, 90).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_calls_are_forwarded_with_seven() {
+    killed_leader_is_replaced(7, 140).await;
+}
+
+/// Kills the leader of `n` agents; every survivor then reports the new
+/// leader in Status and forwards a Scale call to it.
+async fn killed_leader_is_replaced(n: usize, base: u8) {
+    let mut cluster = start(n, base).await;
     let old = formed(&cluster, n).await;
     let old_index = index_of(&old);
     let old_term = cluster.node(old_index).consensus().metrics().term;
