@@ -70,3 +70,22 @@ impl FaultSwitch {
         self.is_paused() || self.is_isolated() || self.loses()
     }
 }
+
+#[cfg(test)]
+mod loss_tests {
+    use super::*;
+
+    #[test]
+    fn loss_share_is_honoured() {
+        let f = FaultSwitch::default();
+        assert!((0..1000).all(|_| !f.loses() && !f.drops_gossip()));
+        f.set_loss(1.0);
+        assert!((0..1000).all(|_| f.loses() && f.drops_gossip()));
+        f.set_loss(0.05);
+        let lost = (0..100_000).filter(|_| f.loses()).count();
+        assert!(
+            (4_000..6_000).contains(&lost),
+            "{lost} of 100000 lost at 5%"
+        );
+    }
+}
