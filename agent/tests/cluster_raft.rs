@@ -399,5 +399,18 @@ async fn client_certificate_from_another_ca_is_refused() {
     assert!(refused, "a foreign client certificate must be refused");
     // The cluster's own client certificate works.
     assert_eq!(status(&cluster, 1).await["node"], "n1");
+    // ...but it may not make someone else join the Raft group.
+    let mut c = client(addr, &cluster.pki.client("infractl")).await.unwrap();
+    let err = c
+        .join(infra_proto::v1::JoinRequest {
+            version: 1,
+            name: "n9".into(),
+            grpc_addr: "127.0.0.99:7400".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    let members = cluster.node(1).consensus().metrics().nodes.len();
+    assert_eq!(members, 3);
     cluster.stop_all().await;
 }
