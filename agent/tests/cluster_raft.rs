@@ -212,9 +212,24 @@ async fn killed_follower_is_committed_with_seven() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_leader_is_replaced_and_calls_are_forwarded_from_every_survivor() {
-    let n = 5;
-    let mut cluster = start(n, 90).await;
+async fn killed_leader_is_replaced_and_calls_are_forwarded_with_three() {
+    killed_leader_is_replaced(3, 130).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_calls_are_forwarded_with_five() {
+    killed_leader_is_replaced(5, 90).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_calls_are_forwarded_with_seven() {
+    killed_leader_is_replaced(7, 140).await;
+}
+
+/// Kills the leader of `n` agents; every survivor then reports the new
+/// leader in Status and forwards a Scale call to it.
+async fn killed_leader_is_replaced(n: usize, base: u8) {
+    let mut cluster = start(n, base).await;
     let old = formed(&cluster, n).await;
     let old_index = index_of(&old);
     let old_term = cluster.node(old_index).consensus().metrics().term;
@@ -384,5 +399,80 @@ async fn client_certificate_from_another_ca_is_refused() {
     assert!(refused, "a foreign client certificate must be refused");
     // The cluster's own client certificate works.
     assert_eq!(status(&cluster, 1).await["node"], "n1");
+    // ...but it may not make someone else join the Raft group.
+    let mut c = client(addr, &cluster.pki.client("infractl")).await.unwrap();
+    let err = c
+        .join(infra_proto::v1::JoinRequest {
+            version: 1,
+            name: "n9".into(),
+            grpc_addr: "127.0.0.99:7400".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    let members = cluster.node(1).consensus().metrics().nodes.len();
+    assert_eq!(members, 3);
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_follow_the_replicated_topology() {
+    use infra_agent::spec::Role;
+    use infra_agent::state::Command;
+    use infra_agent::topology::{DropletState, Topology};
+
+    let n = 3;
+    let mut cluster = start(n, 150).await;
+    let leader = formed(&cluster, n).await;
+    // Before any topology: the gossip ring (each watched by the 2 others).
+    wait_for("ring assignment", Duration::from_secs(10), || {
+        cluster
+            .node(0)
+            .status()
+            .members
+            .iter()
+            .all(|m| m.monitors.len() == 2)
+    })
+    .await;
+    let mut topology = Topology::default();
+    for (name, monitors) in [("n0", vec!["n1"]), ("n1", vec!["n2"]), ("n2", vec!["n0"])] {
+        topology.droplets.insert(
+            name.to_string(),
+            DropletState {
+                role: Role::Web,
+                project: None,
+                size: "s-1vcpu-1gb".into(),
+                region: "lon1".into(),
+                ip: None,
+                monitors: monitors.into_iter().map(String::from).collect(),
+                voter: true,
+            },
+        );
+    }
+    cluster
+        .node(index_of(&leader))
+        .consensus()
+        .write(Command::SetTopology { topology, at_ms: 1 })
+        .await
+        .unwrap();
+    wait_for(
+        "monitors from the topology on every agent",
+        Duration::from_secs(10),
+        || {
+            (0..n).all(|i| {
+                let s = cluster.node(i).status();
+                let of = |name: &str| {
+                    s.members
+                        .iter()
+                        .find(|m| m.name == name)
+                        .map(|m| m.monitors.clone())
+                };
+                of("n0") == Some(vec!["n1".to_string()])
+                    && of("n1") == Some(vec!["n2".to_string()])
+                    && of("n2") == Some(vec!["n0".to_string()])
+            })
+        },
+    )
+    .await;
     cluster.stop_all().await;
 }

@@ -89,6 +89,13 @@ enum Command {
     /// Inspect state.
     #[command(subcommand)]
     State(StateCmd),
+    /// Issue an agent's node certificate from the cluster CA (config/pki).
+    IssueNodeCert {
+        name: String,
+        /// IP addresses the agent is reached at (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+    },
     /// Show the cluster: leader, term, members, failures, recoveries.
     Status {
         /// An agent's gRPC address (HOST:PORT); default: INFRA_ENDPOINT,
@@ -164,6 +171,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::RemoveProject { name } => offline::remove_project(dir, &name, out),
         Command::State(StateCmd::Export) => offline::state_export(dir, out),
         Command::Cloud(cmd) => block_on(cloud::run(cmd, dir, out)),
+        Command::IssueNodeCert { name, ips } => offline::issue_node(dir, &name, &ips, out),
         Command::Status { endpoint, pki } => {
             block_on(status::run(dir, endpoint.as_deref(), pki.as_deref(), out))
         }

@@ -118,6 +118,42 @@ pub fn ensure_pki(pki: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     Ok(written)
 }
 
+/// Issues a node certificate `<pki>/<name>.pem` + `.key` (0600) from the
+/// CA that `infractl init` created, valid for `name` and the `ips`.
+pub fn issue_node(
+    dir: &Path,
+    name: &str,
+    ips: &[String],
+    out: OutputFormat,
+) -> Result<(), CliError> {
+    use infra_agent::tls::Ca;
+    if name.is_empty() || name.contains('/') {
+        return Err(CliError::invalid(format!("invalid node name `{name}`")));
+    }
+    for ip in ips {
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| CliError::invalid(format!("--ip `{ip}` is not an IP address")))?;
+    }
+    let pki = dir.join("pki");
+    let (ca_pem, ca_key) = (pki.join("ca.pem"), pki.join("ca.key"));
+    if !ca_pem.exists() {
+        return Err(CliError::invalid(format!(
+            "no CA in {}: run `infractl init` first",
+            pki.display()
+        )));
+    }
+    let ca = Ca::load(&ca_pem, &ca_key, CLUSTER_ID).map_err(anyhow::Error::from)?;
+    let (cert, key) = ca
+        .issue_node(name, ips)
+        .and_then(|c| c.write(&pki, name))
+        .map_err(anyhow::Error::from)?;
+    match out {
+        OutputFormat::Json => print_json(&json!({ "cert": cert, "key": key }))?,
+        OutputFormat::Text => println!("wrote {} and {}", cert.display(), key.display()),
+    }
+    Ok(())
+}
+
 pub fn validate(dir: &Path, out: OutputFormat) -> Result<(), CliError> {
     let config = load(dir)?;
     let spec = config.spec();

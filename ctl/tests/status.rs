@@ -188,6 +188,12 @@ fn init_creates_the_cluster_pki_privately_once() {
         ca_before,
         "CA kept"
     );
+    let (code, stdout, _) = infractl(dir.path(), &["issue-node-cert", "n1", "--ip", "127.0.0.1"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("n1.pem"), "{stdout}");
+    let (code, _, stderr) = infractl(dir.path(), &["issue-node-cert", "n2", "--ip", "nope"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("`nope`"), "{stderr}");
     // The client certificate is signed by that CA and loads as TLS material.
     infra_agent::tls::TlsMaterial::load(
         &pki.join("ca.pem"),
