@@ -2,6 +2,7 @@
 //! pure decision code (`spec`, `plan`) that `infractl` shares.
 
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod consensus;
 pub mod deploy;

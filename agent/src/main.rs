@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use infra_agent::bootstrap::{SimEnv, config_from_sim_env};
 use infra_agent::config::{AgentConfig, RawConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,11 @@ enum Command {
         /// INFRA_AGENT_* variables or the flags below.
         #[arg(long, env = "INFRA_AGENT_CONFIG")]
         config: Option<PathBuf>,
+        /// Build the config from the simulator's INFRA_SIM_* variables and
+        /// the droplet's user-data (the default when INFRA_SIM_USER_DATA_FILE
+        /// is set and no --config is given).
+        #[arg(long)]
+        from_sim_env: bool,
         #[command(flatten)]
         overrides: RawConfig,
     },
@@ -35,8 +41,18 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let Command::Run { config, overrides } = Cli::parse().command;
-    let config = AgentConfig::load(config.as_deref(), overrides)?;
+    let Command::Run {
+        config,
+        from_sim_env,
+        overrides,
+    } = Cli::parse().command;
+    let lookup = |k: &str| std::env::var(k).ok();
+    let config = if from_sim_env || (config.is_none() && SimEnv::present(lookup)) {
+        let env = SimEnv::from_lookup(lookup)?;
+        config_from_sim_env(&env).context("cannot configure the agent from the simulator")?
+    } else {
+        AgentConfig::load(config.as_deref(), overrides)?
+    };
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
