@@ -25,6 +25,8 @@ pub const CA_CERT_PATH: &str = "/etc/infra/pki/ca.pem";
 pub const NODE_CERT_PATH: &str = "/etc/infra/pki/node.pem";
 pub const NODE_KEY_PATH: &str = "/etc/infra/pki/node.key";
 pub const GOSSIP_KEY_PATH: &str = "/etc/infra/pki/gossip.key";
+/// The CA key, present only on nodes that may orchestrate (voters).
+pub const CA_KEY_PATH: &str = "/etc/infra/pki/ca.key";
 /// The agent's data directory on a real droplet.
 pub const DROPLET_DATA_DIR: &str = "/var/lib/infra-agent";
 /// Default ports of the agent's gRPC (mTLS) and gossip listeners.
@@ -88,6 +90,8 @@ pub struct NodeBootstrap {
     pub node_cert: IssuedCert,
     /// Hex gossip key.
     gossip_key_hex: String,
+    /// The CA key, for nodes that issue certificates as leader.
+    ca_key_pem: Option<String>,
 }
 
 impl std::fmt::Debug for NodeBootstrap {
@@ -103,6 +107,7 @@ impl std::fmt::Debug for NodeBootstrap {
             .field("gossip_port", &self.gossip_port)
             .field("node_cert", &self.node_cert)
             .field("gossip_key", &"<redacted>")
+            .field("ca_key", &self.ca_key_pem.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -141,7 +146,15 @@ impl NodeBootstrap {
             ca_cert_pem: ca.cert_pem().to_string(),
             node_cert,
             gossip_key_hex: gossip_key.to_hex(),
+            ca_key_pem: None,
         })
+    }
+
+    /// Also ships the CA key, so this node can issue node certificates
+    /// when it leads (voters only).
+    pub fn with_ca_key(mut self, ca: &Ca) -> NodeBootstrap {
+        self.ca_key_pem = Some(ca.key_pem().to_string());
+        self
     }
 
     /// The agent config file as installed on a real droplet (advertised
@@ -173,15 +186,23 @@ impl NodeBootstrap {
             permissions: permissions.to_string(),
             content,
         };
+        let mut write_files = vec![
+            file(AGENT_TOML_PATH, "0600", self.agent_toml()?),
+            file(CA_CERT_PATH, "0644", self.ca_cert_pem.clone()),
+            file(NODE_CERT_PATH, "0644", self.node_cert.cert_pem.clone()),
+            file(NODE_KEY_PATH, "0600", self.node_cert.key_pem.clone()),
+            file(
+                GOSSIP_KEY_PATH,
+                "0600",
+                format!("{}\n", self.gossip_key_hex),
+            ),
+        ];
+        if let Some(key) = &self.ca_key_pem {
+            write_files.push(file(CA_KEY_PATH, "0600", key.clone()));
+        }
         let doc = CloudConfig {
             hostname: self.node_name.clone(),
-            write_files: vec![
-                file(AGENT_TOML_PATH, "0600", self.agent_toml()?),
-                file(CA_CERT_PATH, "0644", self.ca_cert_pem.clone()),
-                file(NODE_CERT_PATH, "0644", self.node_cert.cert_pem.clone()),
-                file(NODE_KEY_PATH, "0600", self.node_cert.key_pem.clone()),
-                file(GOSSIP_KEY_PATH, "0600", format!("{}\n", self.gossip_key_hex)),
-            ],
+            write_files,
             runcmd: vec![
                 "IP=$(curl -fsS http://169.254.169.254/metadata/v1/interfaces/public/0/ipv4/address)"
                     .to_string(),
@@ -262,6 +283,11 @@ impl UserData {
         })
     }
 
+    /// Whether the document writes a file at `path`.
+    pub fn has(&self, path: &str) -> bool {
+        self.files.contains_key(path)
+    }
+
     /// The content of the file written at `path`.
     pub fn file(&self, path: &str) -> Result<&str, BootstrapError> {
         self.files
@@ -313,6 +339,17 @@ impl SimEnv {
     pub fn present(lookup: impl Fn(&str) -> Option<String>) -> bool {
         lookup(ENV_USER_DATA_FILE).is_some()
     }
+}
+
+/// Where an agent finds the CA key shipped by [`NodeBootstrap::with_ca_key`]:
+/// next to its CA certificate.
+pub fn ca_key_path(config: &AgentConfig) -> PathBuf {
+    config
+        .tls
+        .ca_cert
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("ca.key")
 }
 
 fn port_of(listen: &Option<String>, field: &'static str) -> Result<u16, BootstrapError> {
@@ -369,6 +406,9 @@ pub fn config_from_sim_env(env: &SimEnv) -> Result<AgentConfig, BootstrapError> 
     raw.node_cert = Some(place(NODE_CERT_PATH, "node.pem")?);
     raw.node_key = Some(place(NODE_KEY_PATH, "node.key")?);
     raw.gossip_key_file = Some(place(GOSSIP_KEY_PATH, "gossip.key")?);
+    if user_data.has(CA_KEY_PATH) {
+        place(CA_KEY_PATH, "ca.key")?;
+    }
     let grpc = std::net::SocketAddr::new(env.addr, port_of(&raw.grpc_listen, "grpc_listen")?);
     let gossip = std::net::SocketAddr::new(env.addr, port_of(&raw.gossip_listen, "gossip_listen")?);
     raw.grpc_listen = Some(grpc.to_string());

@@ -98,6 +98,22 @@ fn bootstrap_node_needs_no_seeds_and_a_rerun_rewrites_the_files() {
 }
 
 #[test]
+fn a_voter_gets_the_ca_key_and_can_issue_certificates() {
+    crate::tls::install_crypto_provider();
+    let ca = Ca::create("prod").unwrap();
+    let plain = NodeBootstrap::issue(params(false), &ca, &GossipKey::generate()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_from_sim_env(&sim_env(dir.path(), &plain.user_data().unwrap())).unwrap();
+    assert!(!ca_key_path(&config).exists(), "only voters get the CA key");
+
+    let voter = plain.with_ca_key(&ca);
+    assert!(!format!("{voter:?}").contains("PRIVATE KEY"));
+    let config = config_from_sim_env(&sim_env(dir.path(), &voter.user_data().unwrap())).unwrap();
+    let loaded = Ca::load(&config.tls.ca_cert, &ca_key_path(&config), "prod").unwrap();
+    assert!(ca.verifies(&loaded.issue_node("other", &[]).unwrap()));
+}
+
+#[test]
 fn agent_toml_is_a_valid_versioned_agent_config() {
     crate::tls::install_crypto_provider();
     let ca = Ca::create("prod").unwrap();
