@@ -9,17 +9,23 @@
 //! ([`MembershipJoins`] over gossip).
 
 mod apply;
+mod healer;
 mod joins;
+mod saga_store;
 mod store;
 
 #[cfg(test)]
 mod apply_tests;
+#[cfg(test)]
+mod healer_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use apply::{ApplyDeps, ApplyReport, apply_spec};
-pub use joins::MembershipJoins;
+pub use healer::{Healer, SagaResult};
+pub use joins::{MembershipJoins, has_joined};
+pub use saga_store::{StateEffects, StateSagaLog, phase_of};
 pub use store::{MemoryStore, StateStore, StoreError};
 
 use crate::membership::GossipKey;
@@ -100,11 +106,11 @@ impl<F: Fn(ProgressEvent) + Send + Sync> Progress for F {
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestrateError {
     #[error(transparent)]
-    Provider(#[from] ProviderError),
+    Provider(Box<ProviderError>),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    Bootstrap(Box<crate::bootstrap::BootstrapError>),
     #[error(
         "the plan destroys droplets ({0}); re-run with --allow-destroy (and --force for a replace)"
     )]
@@ -115,4 +121,16 @@ pub enum OrchestrateError {
     JoinTimeout { name: String, waited: Duration },
     #[error("state change {kind} was rejected: {reason}")]
     Rejected { kind: &'static str, reason: String },
+}
+
+impl From<ProviderError> for OrchestrateError {
+    fn from(e: ProviderError) -> Self {
+        OrchestrateError::Provider(Box::new(e))
+    }
+}
+
+impl From<crate::bootstrap::BootstrapError> for OrchestrateError {
+    fn from(e: crate::bootstrap::BootstrapError) -> Self {
+        OrchestrateError::Bootstrap(Box::new(e))
+    }
 }
