@@ -172,6 +172,11 @@ impl ProcessCluster {
         self.client.client_config()
     }
 
+    /// Process id of agent `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.agents[i].child.as_ref().map(|c| c.id())
+    }
+
     /// SIGKILL agent `i` and reap it.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.agents[i].child.take() {

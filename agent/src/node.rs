@@ -2,9 +2,9 @@
 //! and the quorum aggregator, all owned by one `JoinSet` and stopped
 //! together (clean leave on shutdown; abrupt stop for crash tests).
 
+mod cluster;
 mod status;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,17 +17,22 @@ use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+pub use cluster::{ClusterLink, JOIN_VERSION, MtlsChannels, Route};
 pub use status::{
-    ConfirmedStatus, MemberState, MemberStatus, NodeStatus, STATUS_VERSION, StatusSource,
+    ConfirmedStatus, FailureStatus, MemberState, MemberStatus, NodeStatus, RecoveryStatus,
+    STATUS_VERSION, StatusSource,
 };
 
 use crate::api::control::ControlApi;
+use crate::api::handler::{ControlHandler, Unavailable};
 use crate::api::health::HealthApi;
+use crate::api::raft::RaftService;
 use crate::config::AgentConfig;
+use crate::consensus::{Consensus, ConsensusConfig, ConsensusError};
 use crate::fault::FaultSwitch;
 use crate::health::{
     Aggregator, Assignment, BroadcastVotes, GrpcProber, HealthSnapshot, MonitorConfig, Prober,
-    VoteSink, ring_assignment, run_aggregator, run_monitor,
+    VoteSink, run_aggregator, run_monitor,
 };
 use crate::membership::{
     AuthCounts, GossipKey, HealthDigest, KeyError, Membership, MembershipConfig, MembershipError,
@@ -61,6 +66,13 @@ pub enum NodeError {
     TlsConfig(String),
     #[error("a newer generation of node {0} joined the cluster; this instance stopped")]
     Zombie(String),
+    #[error("cannot create the Raft data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
 }
 
 /// Optional inputs a caller can wire in (the lead plugs Raft in here).
@@ -74,6 +86,11 @@ pub struct NodeDeps {
     /// More gRPC services to serve on the agent's mTLS port (e.g. the Raft
     /// service), each added to the route table.
     pub extra_services: Vec<ServiceHook>,
+    /// Runs ApplySpec, Scale, ... on the leader; `None` → every such call
+    /// answers "not available on this agent yet".
+    pub control: Option<Arc<dyn ControlHandler>>,
+    /// Raft timing; `None` → defaults (cluster name = cluster id).
+    pub consensus: Option<ConsensusConfig>,
 }
 
 /// Adds one service to the agent's gRPC routes.
@@ -89,6 +106,7 @@ pub struct RunningNode {
     zombie: CancellationToken,
     status: Arc<StatusSource>,
     aggregator: Arc<Aggregator>,
+    consensus: Consensus,
 }
 
 /// Runs an agent until `shutdown` is cancelled (then leaves cleanly) or a
@@ -152,11 +170,47 @@ pub async fn start(
     .await?;
     let view = membership.view();
 
+    let raft_dir = config.data_dir.join("raft");
+    std::fs::create_dir_all(&raft_dir).map_err(|source| NodeError::DataDir {
+        path: raft_dir.clone(),
+        source,
+    })?;
+    let channels = Arc::new(MtlsChannels::new(tls.client_config(), deps.fault.clone()));
+    let raft_config = deps.consensus.unwrap_or_else(|| ConsensusConfig {
+        cluster_name: config.cluster_id.clone(),
+        ..ConsensusConfig::default()
+    });
+    let me = crate::consensus::NodeInfo::new(
+        config.node_name.clone(),
+        config.grpc_advertise.to_string(),
+    );
+    let consensus = Consensus::start(
+        me.clone(),
+        &raft_dir,
+        &raft_config,
+        channels.clone(),
+        inner.child_token(),
+    )
+    .await?;
+    let link = ClusterLink {
+        consensus: consensus.clone(),
+        channels,
+    };
+    if config.bootstrap && consensus.bootstrap().await? {
+        tracing::info!(node = %config.node_name, "bootstrapped a new Raft group");
+    }
+
     let assignment = match deps.assignment {
         Some(a) => a,
         None => {
             let (tx, rx) = watch::channel(Assignment::new());
-            tasks.spawn(derive_assignment(view.clone(), tx, inner.clone()));
+            tasks.spawn(cluster::derive_assignment(
+                view.clone(),
+                consensus.subscribe_applied(),
+                consensus.clone(),
+                tx,
+                inner.clone(),
+            ));
             rx
         }
     };
@@ -193,13 +247,22 @@ pub async fn start(
         health: health_rx.clone(),
         confirmed: aggregator.confirmed(),
         auth: membership.auth_stats(),
+        consensus: consensus.clone(),
     });
     let mut routes = RoutesBuilder::default();
     routes
         .add_service(HealthServer::new(health_api))
         .add_service(ControlServer::new(ControlApi {
+            node_name: config.node_name.clone(),
             status: status.clone(),
-        }));
+            link: link.clone(),
+            handler: deps.control.unwrap_or_else(|| Arc::new(Unavailable)),
+        }))
+        .add_service(
+            RaftService::new(consensus.raft().clone())
+                .with_fault(deps.fault.clone())
+                .into_server(),
+        );
     for hook in deps.extra_services {
         hook(&mut routes);
     }
@@ -237,8 +300,15 @@ pub async fn start(
     tasks.spawn(run_aggregator(
         aggregator.clone(),
         assignment,
-        view,
+        view.clone(),
         config.probe_interval / 2,
+        inner.clone(),
+    ));
+    tasks.spawn(cluster::join(link.clone(), me, view, inner.clone()));
+    tasks.spawn(cluster::balance(link.clone(), inner.clone()));
+    tasks.spawn(cluster::commit_failures(
+        link,
+        aggregator.confirmed(),
         inner.clone(),
     ));
     tasks.spawn(publish_health(
@@ -257,6 +327,7 @@ pub async fn start(
         zombie,
         status,
         aggregator,
+        consensus,
     })
 }
 
@@ -280,6 +351,11 @@ impl RunningNode {
     /// Failures this node's aggregator confirmed.
     pub fn confirmed(&self) -> watch::Receiver<Vec<ConfirmedFailure>> {
         self.aggregator.confirmed()
+    }
+
+    /// This agent's Raft node.
+    pub fn consensus(&self) -> &Consensus {
+        &self.consensus
     }
 
     /// Waits for shutdown (clean leave) or zombie detection.
@@ -308,6 +384,7 @@ impl RunningNode {
             tracing::warn!(node = %self.name, "tasks did not stop in time; aborting them");
             self.tasks.shutdown().await;
         }
+        self.consensus.stopped().await;
         tracing::info!(node = %self.name, "agent stopped");
     }
 
@@ -316,33 +393,7 @@ impl RunningNode {
         self.membership.abort().await;
         self.inner.cancel();
         self.tasks.shutdown().await;
-    }
-}
-
-/// Keeps a ring assignment over all known members that have not left.
-async fn derive_assignment(
-    mut view: watch::Receiver<Arc<MembershipView>>,
-    tx: watch::Sender<Assignment>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let names: Vec<String> = view
-            .borrow_and_update()
-            .members
-            .values()
-            .filter(|m| m.info.presence == Presence::Up)
-            .map(|m| m.name.clone())
-            .collect();
-        let next: BTreeMap<_, _> = ring_assignment(&names);
-        tx.send_if_modified(|a| {
-            let changed = *a != next;
-            *a = next;
-            changed
-        });
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = view.changed() => if changed.is_err() { return },
-        }
+        self.consensus.stopped().await;
     }
 }
 

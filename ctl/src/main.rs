@@ -2,11 +2,13 @@
 //! subcommand to its module; exit codes: 0 ok, 1 runtime failure, 2 usage or
 //! validation error.
 
+mod client;
 mod cloud;
 mod context;
 mod exit;
 mod offline;
 mod output;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +86,23 @@ enum Command {
     /// Inspect state.
     #[command(subcommand)]
     State(StateCmd),
+    /// Issue an agent's node certificate from the cluster CA (config/pki).
+    IssueNodeCert {
+        name: String,
+        /// IP addresses the agent is reached at (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+    },
+    /// Show the cluster: leader, term, members, failures, recoveries.
+    Status {
+        /// An agent's gRPC address (HOST:PORT); default: INFRA_ENDPOINT,
+        /// then the context file's endpoints.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Directory with ca.pem, client.pem, client.key.
+        #[arg(long)]
+        pki: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,5 +163,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::RemoveProject { name } => offline::remove_project(dir, &name, out),
         Command::State(StateCmd::Export) => offline::state_export(dir, out),
         Command::Cloud(cmd) => block_on(cloud::run(cmd, dir, out)),
+        Command::IssueNodeCert { name, ips } => offline::issue_node(dir, &name, &ips, out),
+        Command::Status { endpoint, pki } => {
+            block_on(status::run(dir, endpoint.as_deref(), pki.as_deref(), out))
+        }
     }
 }

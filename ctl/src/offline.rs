@@ -64,6 +64,7 @@ pub fn init(
             .map(|p| p.join("templates"))
             .unwrap_or_else(|| "templates".into()),
     };
+    let pki = ensure_pki(&dir.join("pki")).map_err(CliError::Runtime)?;
     let written = spec::write_examples(dir, &templates, force).map_err(|e| {
         if matches!(*e.kind, SpecErrorKind::AlreadyExists) {
             CliError::Invalid(e.to_string())
@@ -72,9 +73,9 @@ pub fn init(
         }
     })?;
     match out {
-        OutputFormat::Json => print_json(&json!({ "written": written }))?,
+        OutputFormat::Json => print_json(&json!({ "written": written, "pki": pki }))?,
         OutputFormat::Text => {
-            for path in &written {
+            for path in written.iter().chain(&pki) {
                 println!("wrote {}", path.display());
             }
             println!(
@@ -82,6 +83,73 @@ pub fn init(
                 dir.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Cluster id the CA made by `infractl init` is named for.
+pub const CLUSTER_ID: &str = "infra";
+
+/// Creates the cluster CA, an `infractl` client certificate and the gossip
+/// key in `pki` (all 0600), each only if missing. Returns what it wrote.
+pub fn ensure_pki(pki: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use infra_agent::membership::GossipKey;
+    use infra_agent::tls::{Ca, write_private};
+    std::fs::create_dir_all(pki).with_context(|| format!("create {}", pki.display()))?;
+    let mut written = Vec::new();
+    let (ca_pem, ca_key) = (pki.join("ca.pem"), pki.join("ca.key"));
+    let ca = if ca_pem.exists() && ca_key.exists() {
+        Ca::load(&ca_pem, &ca_key, CLUSTER_ID)?
+    } else {
+        let ca = Ca::create(CLUSTER_ID)?;
+        let (c, k) = ca.write(pki)?;
+        written.extend([c, k]);
+        ca
+    };
+    if !pki.join("client.pem").exists() || !pki.join("client.key").exists() {
+        let (c, k) = ca.issue_client("infractl")?.write(pki, "client")?;
+        written.extend([c, k]);
+    }
+    let gossip = pki.join("gossip.key");
+    if !gossip.exists() {
+        write_private(&gossip, GossipKey::generate().to_hex().as_bytes())?;
+        written.push(gossip);
+    }
+    Ok(written)
+}
+
+/// Issues a node certificate `<pki>/<name>.pem` + `.key` (0600) from the
+/// CA that `infractl init` created, valid for `name` and the `ips`.
+pub fn issue_node(
+    dir: &Path,
+    name: &str,
+    ips: &[String],
+    out: OutputFormat,
+) -> Result<(), CliError> {
+    use infra_agent::tls::Ca;
+    if name.is_empty() || name.contains('/') {
+        return Err(CliError::invalid(format!("invalid node name `{name}`")));
+    }
+    for ip in ips {
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| CliError::invalid(format!("--ip `{ip}` is not an IP address")))?;
+    }
+    let pki = dir.join("pki");
+    let (ca_pem, ca_key) = (pki.join("ca.pem"), pki.join("ca.key"));
+    if !ca_pem.exists() {
+        return Err(CliError::invalid(format!(
+            "no CA in {}: run `infractl init` first",
+            pki.display()
+        )));
+    }
+    let ca = Ca::load(&ca_pem, &ca_key, CLUSTER_ID).map_err(anyhow::Error::from)?;
+    let (cert, key) = ca
+        .issue_node(name, ips)
+        .and_then(|c| c.write(&pki, name))
+        .map_err(anyhow::Error::from)?;
+    match out {
+        OutputFormat::Json => print_json(&json!({ "cert": cert, "key": key }))?,
+        OutputFormat::Text => println!("wrote {} and {}", cert.display(), key.display()),
     }
     Ok(())
 }

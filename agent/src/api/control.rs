@@ -1,30 +1,33 @@
-//! Control service handlers. `Status` serializes the node's status
-//! snapshot; the other calls arrive with later work and answer
-//! `unimplemented` ("not available yet: <call>") until then.
+//! Control service handlers. `Status` answers from this agent's view (its
+//! gossip members, health and applied Raft state); `Join` and the calls
+//! that change the cloud run on the Raft leader: a follower forwards them
+//! (see `forward`), the leader hands them to its [`ControlHandler`].
 
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures::Stream;
 use infra_proto::v1::control_server::Control;
 use infra_proto::v1::{
-    AddProjectRequest, ApplySpecRequest, CleanupRequest, DeployRequest, Progress, RecoverRequest,
-    RemoveProjectRequest, RollbackRequest, ScaleRequest, StatusReply, StatusRequest,
+    AddProjectRequest, ApplySpecRequest, CleanupRequest, DeployRequest, JoinReply, JoinRequest,
+    RecoverRequest, RemoveProjectRequest, RollbackRequest, ScaleRequest, StatusReply,
+    StatusRequest,
 };
 use tonic::{Request, Response, Status};
 
-use super::error::ApiError;
-use crate::node::StatusSource;
-
-type ProgressStream = Pin<Box<dyn Stream<Item = Result<Progress, Status>> + Send>>;
+use super::error::{ApiError, required};
+use super::forward::{self, ProgressStream, Target, streamed};
+use super::handler::{self as h, ControlHandler};
+use crate::consensus::NodeInfo;
+use crate::node::{ClusterLink, StatusSource};
 
 pub struct ControlApi {
+    pub node_name: String,
     pub status: Arc<StatusSource>,
+    pub link: ClusterLink,
+    pub handler: Arc<dyn ControlHandler>,
 }
 
-fn not_yet(call: &'static str) -> Result<Response<ProgressStream>, Status> {
-    Err(ApiError::NotAvailableYet(call).into())
-}
+type Streamed = Result<Response<ProgressStream>, Status>;
 
 #[tonic::async_trait]
 impl Control for ControlApi {
@@ -33,61 +36,190 @@ impl Control for ControlApi {
         Ok(Response::new(StatusReply { status_json }))
     }
 
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        match forward::target(&self.link, &self.node_name, &request)? {
+            Target::Leader(mut client) => {
+                client
+                    .join(forward::outgoing(&self.node_name, request))
+                    .await
+            }
+            Target::Local => {
+                let req = request.into_inner();
+                required("name", &req.name)?;
+                let addr: SocketAddr =
+                    req.grpc_addr
+                        .parse()
+                        .map_err(|_| ApiError::InvalidArgument {
+                            field: "grpc_addr",
+                            reason: format!("`{}` is not IP:PORT", req.grpc_addr),
+                        })?;
+                let voter = self
+                    .link
+                    .admit(NodeInfo::new(req.name, addr.to_string()))
+                    .await
+                    .map_err(ApiError::from)?;
+                Ok(Response::new(JoinReply {
+                    leader: self.node_name.clone(),
+                    voter,
+                }))
+            }
+        }
+    }
+
     type ApplySpecStream = ProgressStream;
-    async fn apply_spec(
-        &self,
-        _: Request<ApplySpecRequest>,
-    ) -> Result<Response<ProgressStream>, Status> {
-        not_yet("ApplySpec")
+    async fn apply_spec(&self, request: Request<ApplySpecRequest>) -> Streamed {
+        let handler = self.handler.clone();
+        streamed(
+            &self.link,
+            &self.node_name,
+            request,
+            |mut c, r| async move { c.apply_spec(r).await },
+            |r, sink| async move {
+                let req = h::ApplySpec {
+                    infrastructure_json: r.infrastructure_json,
+                    deployment_json: r.deployment_json,
+                    force: r.force,
+                    allow_destroy: r.allow_destroy,
+                };
+                handler.apply_spec(req, sink).await
+            },
+        )
+        .await
     }
 
     type ScaleStream = ProgressStream;
-    async fn scale(&self, _: Request<ScaleRequest>) -> Result<Response<ProgressStream>, Status> {
-        not_yet("Scale")
+    async fn scale(&self, request: Request<ScaleRequest>) -> Streamed {
+        let handler = self.handler.clone();
+        streamed(
+            &self.link,
+            &self.node_name,
+            request,
+            |mut c, r| async move { c.scale(r).await },
+            |r, sink| async move {
+                let req = h::Scale {
+                    project: r.project,
+                    web_droplets: r.web_droplets,
+                };
+                handler.scale(req, sink).await
+            },
+        )
+        .await
     }
 
     type AddProjectStream = ProgressStream;
-    async fn add_project(
-        &self,
-        _: Request<AddProjectRequest>,
-    ) -> Result<Response<ProgressStream>, Status> {
-        not_yet("AddProject")
+    async fn add_project(&self, request: Request<AddProjectRequest>) -> Streamed {
+        let handler = self.handler.clone();
+        streamed(
+            &self.link,
+            &self.node_name,
+            request,
+            |mut c, r| async move { c.add_project(r).await },
+            |r, sink| async move {
+                let req = h::AddProject {
+                    name: r.name,
+                    environments: r.environments,
+                    web_droplets: r.web_droplets,
+                    size: r.size,
+                };
+                handler.add_project(req, sink).await
+            },
+        )
+        .await
     }
 
     type RemoveProjectStream = ProgressStream;
-    async fn remove_project(
-        &self,
-        _: Request<RemoveProjectRequest>,
-    ) -> Result<Response<ProgressStream>, Status> {
-        not_yet("RemoveProject")
+    async fn remove_project(&self, request: Request<RemoveProjectRequest>) -> Streamed {
+        let handler = self.handler.clone();
+        streamed(
+            &self.link,
+            &self.node_name,
+            request,
+            |mut c, r| async move { c.remove_project(r).await },
+            |r, sink| async move {
+                let req = h::RemoveProject {
+                    name: r.name,
+                    allow_destroy: r.allow_destroy,
+                };
+                handler.remove_project(req, sink).await
+            },
+        )
+        .await
     }
 
     type RecoverStream = ProgressStream;
-    async fn recover(
-        &self,
-        _: Request<RecoverRequest>,
-    ) -> Result<Response<ProgressStream>, Status> {
-        not_yet("Recover")
+    async fn recover(&self, request: Request<RecoverRequest>) -> Streamed {
+        let handler = self.handler.clone();
+        streamed(
+            &self.link,
+            &self.node_name,
+            request,
+            |mut c, r| async move { c.recover(r).await },
+            |r, sink| async move {
+                let req = h::Recover { droplet: r.droplet };
+                handler.recover(req, sink).await
+            },
+        )
+        .await
     }
 
     type DeployStream = ProgressStream;
-    async fn deploy(&self, _: Request<DeployRequest>) -> Result<Response<ProgressStream>, Status> {
-        not_yet("Deploy")
+    async fn deploy(&self, request: Request<DeployRequest>) -> Streamed {
+        let handler = self.handler.clone();
+        streamed(
+            &self.link,
+            &self.node_name,
+            request,
+            |mut c, r| async move { c.deploy(r).await },
+            |r, sink| async move {
+                let req = h::Deploy {
+                    project: r.project,
+                    environment: r.environment,
+                    branch: r.branch,
+                    tag: r.tag,
+                    local: r.local,
+                    project_path: r.project_path,
+                    secrets: r.secrets.into_iter().collect(),
+                };
+                handler.deploy(req, sink).await
+            },
+        )
+        .await
     }
 
     type RollbackStream = ProgressStream;
-    async fn rollback(
-        &self,
-        _: Request<RollbackRequest>,
-    ) -> Result<Response<ProgressStream>, Status> {
-        not_yet("Rollback")
+    async fn rollback(&self, request: Request<RollbackRequest>) -> Streamed {
+        let handler = self.handler.clone();
+        streamed(
+            &self.link,
+            &self.node_name,
+            request,
+            |mut c, r| async move { c.rollback(r).await },
+            |r, sink| async move {
+                let req = h::Rollback {
+                    project: r.project,
+                    environment: r.environment,
+                    to_tag: r.to_tag,
+                };
+                handler.rollback(req, sink).await
+            },
+        )
+        .await
     }
 
     type CleanupStream = ProgressStream;
-    async fn cleanup(
-        &self,
-        _: Request<CleanupRequest>,
-    ) -> Result<Response<ProgressStream>, Status> {
-        not_yet("Cleanup")
+    async fn cleanup(&self, request: Request<CleanupRequest>) -> Streamed {
+        let handler = self.handler.clone();
+        streamed(
+            &self.link,
+            &self.node_name,
+            request,
+            |mut c, r| async move { c.cleanup(r).await },
+            |r, sink| async move {
+                handler
+                    .cleanup(h::Cleanup { dry_run: r.dry_run }, sink)
+                    .await
+            },
+        )
+        .await
     }
 }

@@ -2,6 +2,8 @@
 
 use tonic::Status;
 
+use super::handler::ControlError;
+use crate::consensus::ConsensusError;
 use crate::health::ProbeError;
 use crate::quorum::VoteRejection;
 
@@ -22,6 +24,16 @@ pub enum ApiError {
     Isolated,
     #[error("cannot serialize status: {0}")]
     Serialize(#[from] serde_json::Error),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("no Raft leader is known yet (election in progress); retry shortly")]
+    NoLeader,
+    #[error("cannot forward to the leader {leader}: {reason}")]
+    Forward { leader: String, reason: String },
+    #[error("a forwarded call reached {0}, which is not the leader; retry shortly")]
+    ForwardLoop(String),
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
 }
 
 impl From<ApiError> for Status {
@@ -34,6 +46,14 @@ impl From<ApiError> for Status {
             ApiError::VoteRejected(_) => Status::failed_precondition(msg),
             ApiError::NotTheObserver(_) => Status::permission_denied(msg),
             ApiError::Serialize(_) => Status::internal(msg),
+            ApiError::Control(ControlError::NotAvailable(_)) => Status::unimplemented(msg),
+            ApiError::Control(ControlError::Invalid(_)) => Status::invalid_argument(msg),
+            ApiError::Control(ControlError::Failed(_)) => Status::aborted(msg),
+            ApiError::NoLeader | ApiError::Forward { .. } | ApiError::ForwardLoop(_) => {
+                Status::unavailable(msg)
+            }
+            ApiError::Consensus(ConsensusError::NotLeader(_)) => Status::unavailable(msg),
+            ApiError::Consensus(_) => Status::internal(msg),
         }
     }
 }
@@ -61,5 +81,10 @@ mod tests {
         let s: Status = required("target", "").unwrap_err().into();
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert!(s.message().contains("`target`"));
+        let s: Status = ApiError::from(ControlError::NotAvailable("Scale")).into();
+        assert_eq!(s.code(), tonic::Code::Unimplemented);
+        assert_eq!(s.message(), "not available on this agent yet: Scale");
+        let s: Status = ApiError::NoLeader.into();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
     }
 }

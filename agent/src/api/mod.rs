@@ -3,5 +3,7 @@
 
 pub mod control;
 pub mod error;
+pub mod forward;
+pub mod handler;
 pub mod health;
 pub mod raft;

@@ -6,16 +6,36 @@ use infra_proto::v1::raft_server::{Raft as RaftRpc, RaftServer};
 use tonic::{Request, Response, Status};
 
 use crate::consensus::{Raft, wire};
+use crate::fault::FaultSwitch;
 
 /// Serves Raft RPCs from peers for the local node.
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
+    fault: FaultSwitch,
 }
 
 impl RaftService {
     pub fn new(raft: Raft) -> Self {
-        Self { raft }
+        Self {
+            raft,
+            fault: FaultSwitch::default(),
+        }
+    }
+
+    /// Honours fault injection: a paused agent answers late, an isolated
+    /// one not at all.
+    pub fn with_fault(mut self, fault: FaultSwitch) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    async fn admit(&self) -> Result<(), Status> {
+        self.fault.wait_unpaused().await;
+        if self.fault.is_isolated() {
+            return Err(Status::unavailable("agent isolated by fault injection"));
+        }
+        Ok(())
     }
 
     /// The tonic server, with message limits large enough for snapshots.
@@ -36,12 +56,14 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.admit().await?;
         let rpc = decode(&request)?;
         let result = self.raft.append_entries(rpc).await;
         Ok(Response::new(wire::encode(&result)))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.admit().await?;
         let rpc = decode(&request)?;
         let result = self.raft.vote(rpc).await;
         Ok(Response::new(wire::encode(&result)))
@@ -51,6 +73,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.admit().await?;
         let rpc = decode(&request)?;
         let result = self.raft.install_snapshot(rpc).await;
         Ok(Response::new(wire::encode(&result)))

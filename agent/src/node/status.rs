@@ -1,12 +1,14 @@
 //! The node's status snapshot (`infractl status --output json`, version 1):
-//! members with their state and monitors, this node's suspicions, and the
-//! failures the quorum confirmed.
+//! the Raft leader, term and commit index, members with their state,
+//! monitors and voter flag, this node's suspicions, the failures the quorum
+//! confirmed (locally and committed in Raft) and the recoveries.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::consensus::Consensus;
 use crate::health::{Assignment, HealthSnapshot, Suspicion};
 use crate::membership::{AuthCounts, AuthStats, HealthDigest, MembershipView, Presence};
 use crate::quorum::ConfirmedFailure;
@@ -34,7 +36,27 @@ pub struct MemberStatus {
     pub gossip_addr: String,
     pub state: MemberState,
     pub monitors: Vec<String>,
+    /// A Raft voter (else a learner, or not yet a Raft member).
+    pub voter: bool,
     pub health: HealthDigest,
+}
+
+/// A failure committed in the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailureStatus {
+    pub name: String,
+    pub generation: u64,
+    /// Unix milliseconds.
+    pub confirmed_at: u64,
+}
+
+/// A recovery from the replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecoveryStatus {
+    pub name: String,
+    pub step: String,
+    pub started_at: u64,
+    pub finished_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,7 +72,17 @@ pub struct NodeStatus {
     pub version: u32,
     pub node: String,
     pub generation: u64,
+    /// Name of the Raft leader this node knows of.
+    pub leader: Option<String>,
+    pub term: u64,
+    /// Index of the last log entry applied on this node.
+    pub commit_index: u64,
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
     pub members: Vec<MemberStatus>,
+    /// Failures committed in the Raft log.
+    pub failures: Vec<FailureStatus>,
+    pub recoveries: Vec<RecoveryStatus>,
     pub suspicions: Vec<Suspicion>,
     pub confirmed_failures: Vec<ConfirmedStatus>,
     pub local: HealthSnapshot,
@@ -66,6 +98,7 @@ pub struct StatusSource {
     pub health: watch::Receiver<HealthSnapshot>,
     pub confirmed: watch::Receiver<Vec<ConfirmedFailure>>,
     pub auth: Arc<AuthStats>,
+    pub consensus: Consensus,
 }
 
 impl StatusSource {
@@ -74,13 +107,22 @@ impl StatusSource {
         let assignment = self.assignment.borrow().clone();
         let health = self.health.borrow().clone();
         let confirmed = self.confirmed.borrow().clone();
+        let raft = self.consensus.metrics();
+        let state = self.consensus.local_state();
+        let name_of = |id: &u64| raft.nodes.get(id).map(|n| n.name.clone());
+        let voters: Vec<String> = raft.voters.iter().filter_map(name_of).collect();
+        let learners: Vec<String> = raft.learners.iter().filter_map(name_of).collect();
         let members = view
             .members
             .values()
             .map(|m| {
                 let failed = confirmed
                     .iter()
-                    .any(|c| c.target == m.name && c.target_generation >= m.info.generation);
+                    .any(|c| c.target == m.name && c.target_generation >= m.info.generation)
+                    || state
+                        .failures
+                        .get(&m.name)
+                        .is_some_and(|f| f.generation >= m.info.generation);
                 let suspected = health.suspicions.iter().any(|s| s.target == m.name);
                 let state = if m.info.presence == Presence::Left {
                     MemberState::Left
@@ -100,6 +142,7 @@ impl StatusSource {
                     gossip_addr: m.gossip_addr.to_string(),
                     state,
                     monitors: assignment.get(&m.name).cloned().unwrap_or_default(),
+                    voter: voters.contains(&m.name),
                     health: m.info.health,
                 }
             })
@@ -108,7 +151,31 @@ impl StatusSource {
             version: STATUS_VERSION,
             node: self.node.clone(),
             generation: self.generation,
+            leader: raft.leader.as_ref().and_then(name_of),
+            term: raft.term,
+            commit_index: raft.last_applied.unwrap_or(0),
+            voters,
+            learners,
             members,
+            failures: state
+                .failures
+                .values()
+                .map(|f| FailureStatus {
+                    name: f.name.clone(),
+                    generation: f.generation,
+                    confirmed_at: f.confirmed_at_ms,
+                })
+                .collect(),
+            recoveries: state
+                .recoveries
+                .values()
+                .map(|r| RecoveryStatus {
+                    name: r.name.clone(),
+                    step: r.phase.name().to_string(),
+                    started_at: r.started_at_ms,
+                    finished_at: r.finished_at_ms,
+                })
+                .collect(),
             suspicions: health.suspicions.clone(),
             confirmed_failures: confirmed
                 .iter()

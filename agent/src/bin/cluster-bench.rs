@@ -1,0 +1,402 @@
+//! `cluster-bench`: end-to-end figures of the agent cluster with real
+//! `infra-agent` processes on 127.0.0.x (Raft included).
+//!
+//! - `detect`: SIGKILL a follower → its failure committed in the Raft log
+//!   (seen in the leader's status); the victim is restarted between trials.
+//! - `failover`: SIGKILL the leader → a new leader has committed an entry
+//!   of its own term (it accepts writes); the old leader is restarted.
+//! - `footprint`: an idle cluster for `--window-secs`: RSS (VmRSS), CPU
+//!   (utime+stime) and socket+file I/O bytes (`/proc/<pid>/io` rchar+wchar,
+//!   an upper bound of gossip+probe+Raft traffic) per agent.
+//! - `soak`: one agent (round robin) SIGSTOPped for 1 s every
+//!   `--freeze-every-secs`; counts failures committed (expected 0).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use infra_agent::local_cluster::ProcessCluster;
+use infra_proto::v1::StatusRequest;
+use infra_proto::v1::control_client::ControlClient;
+use serde_json::Value;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    Detect,
+    Failover,
+    Footprint,
+    Soak,
+}
+
+#[derive(Parser)]
+#[command(about = "Cluster benchmarks with real agent processes")]
+struct Args {
+    #[arg(long, value_enum)]
+    mode: Mode,
+    #[arg(long, default_value_t = 5)]
+    agents: usize,
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
+    /// Footprint measurement window.
+    #[arg(long, default_value_t = 30)]
+    window_secs: u64,
+    /// Soak duration.
+    #[arg(long, default_value_t = 600)]
+    soak_secs: u64,
+    #[arg(long, default_value_t = 60)]
+    freeze_every_secs: u64,
+    #[arg(long, default_value_t = 1000)]
+    freeze_ms: u64,
+    /// The infra-agent binary (default: next to this one).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// First loopback address octet: agents use 127.0.0.BASE..
+    #[arg(long, default_value_t = 160)]
+    base: u8,
+}
+
+/// Removes the cluster directory even on error.
+struct DirGuard(PathBuf);
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Bench {
+    cluster: ProcessCluster,
+    clients: Vec<ControlClient<Channel>>,
+    _dir: DirGuard,
+}
+
+impl Bench {
+    async fn start(args: &Args, binary: &Path, run: usize) -> anyhow::Result<Bench> {
+        let dir = std::env::temp_dir().join(format!("cluster-bench-{}-{run}", std::process::id()));
+        let guard = DirGuard(dir.clone());
+        let cluster = ProcessCluster::start(binary, &dir, args.agents, args.base)?;
+        let mut clients = Vec::new();
+        for a in &cluster.agents {
+            let ch = Endpoint::from_shared(format!("https://{}", a.grpc))?
+                .tls_config(cluster.client_tls())?
+                .timeout(Duration::from_millis(500))
+                .connect_lazy();
+            clients.push(ControlClient::new(ch));
+        }
+        let mut bench = Bench {
+            cluster,
+            clients,
+            _dir: guard,
+        };
+        bench.settled(args.agents, Duration::from_secs(90)).await?;
+        Ok(bench)
+    }
+
+    async fn status(&mut self, i: usize) -> Option<Value> {
+        let reply = self.clients[i].status(StatusRequest {}).await.ok()?;
+        serde_json::from_str(&reply.into_inner().status_json).ok()
+    }
+
+    /// Waits until agent 0's view shows all `n` members alive, one leader
+    /// and the planner's voter count, and every agent agrees on the leader.
+    async fn settled(&mut self, n: usize, deadline: Duration) -> anyhow::Result<Value> {
+        let voters = infra_agent::plan::voters::voter_count(n);
+        let end = Instant::now() + deadline;
+        loop {
+            if Instant::now() > end {
+                bail!("cluster did not settle in {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut leader = None;
+            let mut ok = true;
+            let mut first = Value::Null;
+            for i in 0..n {
+                let Some(s) = self.status(i).await else {
+                    ok = false;
+                    break;
+                };
+                let alive = s["members"]
+                    .as_array()
+                    .is_some_and(|ms| ms.len() == n && ms.iter().all(|m| m["state"] == "alive"));
+                let l = s["leader"].as_str().map(str::to_string);
+                if !alive
+                    || l.is_none()
+                    || s["voters"].as_array().map(Vec::len) != Some(voters)
+                    || s["learners"].as_array().map(Vec::len) != Some(n - voters)
+                    || (leader.is_some() && leader != l)
+                {
+                    ok = false;
+                    break;
+                }
+                leader = l;
+                if i == 0 {
+                    first = s;
+                }
+            }
+            if ok {
+                return Ok(first);
+            }
+        }
+    }
+}
+
+fn index_of(name: &str) -> usize {
+    name.trim_start_matches('n').parse().unwrap_or(0)
+}
+
+fn percentile(sorted: &[u128], p: f64) -> u128 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(what: &str, mut ms: Vec<u128>) {
+    ms.sort_unstable();
+    println!(
+        "| {what:<44} | {:>6} | {:>7} | {:>7} | {:>7} |",
+        ms.len(),
+        percentile(&ms, 0.5),
+        percentile(&ms, 0.99),
+        ms.last().copied().unwrap_or(0)
+    );
+}
+
+fn header() {
+    println!(
+        "| {:<44} | {:>6} | {:>7} | {:>7} | {:>7} |",
+        "measure", "trials", "p50 ms", "p99 ms", "max ms"
+    );
+    println!("|{:-<46}|{:->8}|{:->9}|{:->9}|{:->9}|", "", "", "", "", "");
+}
+
+fn committed(s: &Value, name: &str) -> Option<u64> {
+    s["failures"]
+        .as_array()?
+        .iter()
+        .find(|f| f["name"] == name)
+        .and_then(|f| f["generation"].as_u64())
+}
+
+fn generation_of(s: &Value, name: &str) -> Option<u64> {
+    s["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["generation"].as_u64())
+}
+
+/// A fresh cluster per trial: a restarted victim keeps its open recovery
+/// in the replicated state (closing it is the recovery saga's job), which
+/// blocks a second failure of the same name.
+async fn detect(args: &Args, binary: &Path) -> anyhow::Result<()> {
+    let mut times = Vec::new();
+    for trial in 0..args.trials {
+        let mut bench = Bench::start(args, binary, trial).await?;
+        let b = &mut bench;
+        let s = b.settled(args.agents, Duration::from_secs(60)).await?;
+        let leader = s["leader"].as_str().context("leader")?.to_string();
+        let li = index_of(&leader);
+        // Round robin over the followers.
+        let followers: Vec<usize> = (0..args.agents).filter(|&i| i != li).collect();
+        let victim = followers[trial % followers.len()];
+        let name = format!("n{victim}");
+        let generation = generation_of(&s, &name).context("victim generation")?;
+        let killed = Instant::now();
+        b.cluster.kill(victim);
+        loop {
+            if killed.elapsed() > Duration::from_secs(20) {
+                bail!("trial {trial}: failure of {name} not committed in 20 s");
+            }
+            if let Some(s) = b.status(li).await
+                && committed(&s, &name).is_some_and(|g| g >= generation)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        times.push(killed.elapsed().as_millis());
+    }
+    header();
+    summary(
+        &format!("SIGKILL -> failure committed (N={})", args.agents),
+        times,
+    );
+    Ok(())
+}
+
+async fn failover(args: &Args, b: &mut Bench) -> anyhow::Result<()> {
+    let mut times = Vec::new();
+    for trial in 0..args.trials {
+        let s = b.settled(args.agents, Duration::from_secs(60)).await?;
+        let old = s["leader"].as_str().context("leader")?.to_string();
+        let oi = index_of(&old);
+        let term = s["term"].as_u64().unwrap_or(0);
+        let commit = (0..args.agents).filter(|&i| i != oi).collect::<Vec<_>>();
+        let mut before = 0;
+        for &i in &commit {
+            if let Some(s) = b.status(i).await {
+                before = before.max(s["commit_index"].as_u64().unwrap_or(0));
+            }
+        }
+        let killed = Instant::now();
+        b.cluster.kill(oi);
+        'wait: loop {
+            if killed.elapsed() > Duration::from_secs(20) {
+                bail!("trial {trial}: no new leader in 20 s");
+            }
+            for &i in &commit {
+                if let Some(s) = b.status(i).await
+                    && s["leader"] == s["node"]
+                    && s["term"].as_u64().unwrap_or(0) > term
+                    && s["commit_index"].as_u64().unwrap_or(0) > before
+                {
+                    break 'wait;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        times.push(killed.elapsed().as_millis());
+        b.cluster.spawn(oi)?;
+    }
+    header();
+    summary(
+        &format!("SIGKILL leader -> new leader commits (N={})", args.agents),
+        times,
+    );
+    Ok(())
+}
+
+fn proc_rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("VmRSS")
+}
+
+fn proc_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are
+    // fields 14 and 15 overall (11 and 12 after the name).
+    let rest = &text[text.rfind(')').context("stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+fn proc_io_bytes(pid: u32) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    let get = |k: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(get("rchar:") + get("wchar:"))
+}
+
+async fn footprint(args: &Args, b: &mut Bench) -> anyhow::Result<()> {
+    let pids: Vec<u32> = (0..args.agents)
+        .map(|i| b.cluster.pid(i).context("agent not running"))
+        .collect::<anyhow::Result<_>>()?;
+    let ticks_per_sec = 100.0; // USER_HZ on Linux
+    let cpu0: Vec<u64> = pids
+        .iter()
+        .map(|&p| proc_cpu_ticks(p))
+        .collect::<Result<_, _>>()?;
+    let io0: Vec<u64> = pids
+        .iter()
+        .map(|&p| proc_io_bytes(p))
+        .collect::<Result<_, _>>()?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.window_secs)).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut rows = Vec::new();
+    for (k, &p) in pids.iter().enumerate() {
+        let cpu = (proc_cpu_ticks(p)? - cpu0[k]) as f64 / ticks_per_sec / secs * 100.0;
+        let io = (proc_io_bytes(p)? - io0[k]) as f64 / secs / 1024.0;
+        rows.push((proc_rss_kb(p)? as f64 / 1024.0, cpu, io));
+    }
+    let avg = |f: fn(&(f64, f64, f64)) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+    let max = |f: fn(&(f64, f64, f64)) -> f64| rows.iter().map(f).fold(0.0, f64::max);
+    println!("idle footprint, N={}, window {secs:.0} s", args.agents);
+    println!("| per agent            |    avg |    max |");
+    println!("|----------------------|--------|--------|");
+    println!(
+        "| RSS (MB)             | {:>6.1} | {:>6.1} |",
+        avg(|r| r.0),
+        max(|r| r.0)
+    );
+    println!(
+        "| CPU (% of one core)  | {:>6.2} | {:>6.2} |",
+        avg(|r| r.1),
+        max(|r| r.1)
+    );
+    println!(
+        "| I/O bytes (KB/s)     | {:>6.1} | {:>6.1} |",
+        avg(|r| r.2),
+        max(|r| r.2)
+    );
+    Ok(())
+}
+
+async fn soak(args: &Args, b: &mut Bench) -> anyhow::Result<()> {
+    let end = Instant::now() + Duration::from_secs(args.soak_secs);
+    let mut freezes = 0;
+    let mut failed = BTreeSet::new();
+    let mut next_freeze = Instant::now() + Duration::from_secs(args.freeze_every_secs);
+    while Instant::now() < end {
+        if Instant::now() >= next_freeze {
+            let victim = freezes % args.agents;
+            b.cluster.signal(victim, "STOP")?;
+            tokio::time::sleep(Duration::from_millis(args.freeze_ms)).await;
+            b.cluster.signal(victim, "CONT")?;
+            freezes += 1;
+            next_freeze += Duration::from_secs(args.freeze_every_secs);
+        }
+        for i in 0..args.agents {
+            if let Some(s) = b.status(i).await {
+                for f in s["failures"].as_array().into_iter().flatten() {
+                    if let Some(n) = f["name"].as_str() {
+                        failed.insert(n.to_string());
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "soak {} s, N={}: {freezes} freezes of {} ms, failures committed: {} {:?}",
+        args.soak_secs,
+        args.agents,
+        args.freeze_ms,
+        failed.len(),
+        failed
+    );
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.agents < 3 {
+        bail!("--agents must be at least 3");
+    }
+    let binary = match &args.binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary dir")?
+            .join("infra-agent"),
+    };
+    let one = || Bench::start(&args, &binary, 0);
+    match args.mode {
+        Mode::Detect => detect(&args, &binary).await,
+        Mode::Failover => failover(&args, &mut one().await?).await,
+        Mode::Footprint => footprint(&args, &mut one().await?).await,
+        Mode::Soak => soak(&args, &mut one().await?).await,
+    }
+}

@@ -1,0 +1,352 @@
+//! The agent's Raft membership: mTLS channels to peers, joining the group
+//! through any agent, the leader's voter balancing (planner rule), and the
+//! leader committing quorum-confirmed failures.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra_proto::v1::JoinRequest;
+use infra_proto::v1::control_client::ControlClient;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use crate::consensus::{ChannelError, ChannelFactory, Consensus, ConsensusError, NodeId, NodeInfo};
+use crate::fault::FaultSwitch;
+use crate::health::Assignment;
+use crate::health::ring_assignment;
+use crate::membership::{MembershipView, Presence};
+use crate::quorum::ConfirmedFailure;
+use crate::state::{Command, DropletStatus};
+
+/// Version of the `Join` request this agent sends.
+pub const JOIN_VERSION: u32 = 1;
+
+/// How often a joining agent retries, and how long one attempt may take
+/// (the leader answers once the agent's log caught up).
+const JOIN_RETRY: Duration = Duration::from_millis(300);
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// gRPC channels to peers over the cluster's mTLS.
+/// Fault injection cuts them (an isolated or paused agent sends nothing).
+#[derive(Clone)]
+pub struct MtlsChannels {
+    tls: ClientTlsConfig,
+    fault: FaultSwitch,
+}
+
+impl MtlsChannels {
+    pub fn new(tls: ClientTlsConfig, fault: FaultSwitch) -> Self {
+        Self { tls, fault }
+    }
+}
+
+impl ChannelFactory for MtlsChannels {
+    fn channel(&self, addr: &str) -> Result<Channel, ChannelError> {
+        let err = |reason: String| ChannelError {
+            addr: addr.to_string(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| err(e.to_string()))?
+            .tls_config(self.tls.clone())
+            .map_err(|e| err(e.to_string()))?;
+        Ok(endpoint
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .connect_lazy())
+    }
+
+    fn link_up(&self, _addr: &str) -> bool {
+        !self.fault.is_isolated() && !self.fault.is_paused()
+    }
+}
+
+/// This agent's handle on the Raft group, shared by the API and the tasks.
+#[derive(Clone)]
+pub struct ClusterLink {
+    pub consensus: Consensus,
+    pub channels: Arc<MtlsChannels>,
+}
+
+/// Where a control call runs.
+pub enum Route {
+    /// This agent leads: run it here.
+    Local,
+    /// Forward to the leader at this address.
+    Leader(NodeInfo),
+    /// No leader is known (election in progress).
+    NoLeader,
+}
+
+impl ClusterLink {
+    pub fn is_leader(&self) -> bool {
+        let m = self.consensus.metrics();
+        m.leader == Some(m.id)
+    }
+
+    pub fn route(&self) -> Route {
+        let m = self.consensus.metrics();
+        match m.leader {
+            Some(id) if id == m.id => Route::Local,
+            Some(id) => match m.nodes.get(&id) {
+                Some(info) => Route::Leader(info.clone()),
+                None => Route::NoLeader,
+            },
+            None => Route::NoLeader,
+        }
+    }
+
+    /// A Control client to the agent at `addr`.
+    pub fn control_client(&self, addr: &str) -> Result<ControlClient<Channel>, ChannelError> {
+        Ok(ControlClient::new(self.channels.channel(addr)?))
+    }
+
+    /// On the leader: admits `node` (as a learner, or updates its address),
+    /// then re-balances the voters. Returns whether `node` is a voter.
+    pub async fn admit(&self, node: NodeInfo) -> Result<bool, ConsensusError> {
+        let id = node.id();
+        self.consensus.add_member(node, false).await?;
+        self.balance_voters().await?;
+        Ok(self.consensus.metrics().voters.contains(&id))
+    }
+
+    /// On the leader: makes the voter set follow the planner's rule
+    /// ([`crate::plan::voters::voter_count`]: 1, 3 or 5 voters; `master`
+    /// always one); the leader stays a voter, current voters are kept
+    /// first (no churn), then members by name.
+    pub async fn balance_voters(&self) -> Result<(), ConsensusError> {
+        let m = self.consensus.metrics();
+        if m.leader != Some(m.id) {
+            return Ok(());
+        }
+        let target = crate::plan::voters::voter_count(m.nodes.len());
+        let mut by_name: Vec<(&str, NodeId)> = m
+            .nodes
+            .iter()
+            .map(|(id, n)| (n.name.as_str(), *id))
+            .collect();
+        by_name.sort_unstable();
+        let mut chosen: Vec<NodeId> = vec![m.id];
+        let master = crate::consensus::node_id(crate::spec::MASTER);
+        let order = std::iter::once(master)
+            .filter(|id| m.nodes.contains_key(id))
+            .chain(
+                by_name
+                    .iter()
+                    .map(|(_, id)| *id)
+                    .filter(|id| m.voters.contains(id)),
+            )
+            .chain(by_name.iter().map(|(_, id)| *id));
+        for id in order {
+            if chosen.len() >= target.max(1) {
+                break;
+            }
+            if !chosen.contains(&id) {
+                chosen.push(id);
+            }
+        }
+        let chosen: BTreeSet<NodeId> = chosen.into_iter().collect();
+        if chosen != m.voters {
+            tracing::info!(voters = ?names(&m.nodes, &chosen), "changing Raft voters");
+            self.consensus.change_voters(chosen).await?;
+        }
+        Ok(())
+    }
+}
+
+fn names(
+    nodes: &std::collections::BTreeMap<NodeId, NodeInfo>,
+    ids: &BTreeSet<NodeId>,
+) -> Vec<String> {
+    ids.iter()
+        .filter_map(|id| nodes.get(id).map(|n| n.name.clone()))
+        .collect()
+}
+
+/// Until this agent is a member of the Raft group at its current address,
+/// asks the live agents it knows from gossip to admit it (any agent: a
+/// follower forwards to the leader).
+pub async fn join(
+    link: ClusterLink,
+    me: NodeInfo,
+    mut view: watch::Receiver<Arc<MembershipView>>,
+    shutdown: CancellationToken,
+) {
+    let mut attempt: u64 = 0;
+    loop {
+        let m = link.consensus.metrics();
+        if m.nodes.get(&me.id()).is_some_and(|n| n.addr == me.addr) {
+            tracing::info!(node = %me.name, "member of the Raft group");
+            return;
+        }
+        let peers: Vec<SocketAddr> = view
+            .borrow_and_update()
+            .members
+            .values()
+            .filter(|p| p.name != me.name && p.live && p.info.presence == Presence::Up)
+            .map(|p| p.info.grpc_addr)
+            .collect();
+        if !peers.is_empty() {
+            let peer = peers[(attempt as usize) % peers.len()];
+            attempt += 1;
+            let req = JoinRequest {
+                version: JOIN_VERSION,
+                name: me.name.clone(),
+                grpc_addr: me.addr.clone(),
+            };
+            match link.control_client(&peer.to_string()) {
+                Ok(mut client) => {
+                    match tokio::time::timeout(JOIN_TIMEOUT, client.join(req)).await {
+                        Ok(Ok(reply)) => {
+                            let r = reply.into_inner();
+                            tracing::info!(leader = %r.leader, voter = r.voter, "joined the Raft group");
+                        }
+                        Ok(Err(status)) => {
+                            tracing::debug!(%peer, %status, "join refused; retrying")
+                        }
+                        Err(_) => tracing::debug!(%peer, "join timed out; retrying"),
+                    }
+                }
+                Err(err) => tracing::warn!(%err, "cannot dial peer to join"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(JOIN_RETRY) => {}
+        }
+    }
+}
+
+/// On the leader: keeps the voter set balanced as members come and go
+/// (after a leader change the new leader re-applies the rule).
+pub async fn balance(link: ClusterLink, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(err) = link.balance_voters().await {
+            tracing::debug!(%err, "voter balancing deferred");
+        }
+    }
+}
+
+/// On the leader: commits every failure the quorum confirmed as
+/// `Command::ConfirmFailure` (once per generation). A droplet the state
+/// does not know yet (a bare agent) is recorded first.
+pub async fn commit_failures(
+    link: ClusterLink,
+    mut confirmed: watch::Receiver<Vec<ConfirmedFailure>>,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+            changed = confirmed.changed() => if changed.is_err() { return },
+        }
+        if !link.is_leader() {
+            continue;
+        }
+        let pending: Vec<ConfirmedFailure> = confirmed.borrow_and_update().clone();
+        for failure in pending {
+            if let Err(err) = commit_one(&link, &failure).await {
+                tracing::warn!(target_node = %failure.target, %err, "failure not committed yet");
+            }
+        }
+    }
+}
+
+async fn commit_one(link: &ClusterLink, failure: &ConfirmedFailure) -> Result<(), ConsensusError> {
+    let state = link.consensus.local_state();
+    if state
+        .failures
+        .get(&failure.target)
+        .is_some_and(|f| f.generation >= failure.target_generation)
+    {
+        return Ok(());
+    }
+    let known = state.droplets.contains_key(&failure.target)
+        || state.topology.droplets.contains_key(&failure.target);
+    if !known {
+        let ip = link
+            .consensus
+            .metrics()
+            .nodes
+            .get(&crate::consensus::node_id(&failure.target))
+            .and_then(|n| n.addr.parse::<SocketAddr>().ok())
+            .map(|a| a.ip().to_string());
+        link.consensus
+            .write(Command::UpsertDroplet {
+                name: failure.target.clone(),
+                provider_id: None,
+                ip,
+                generation: failure.target_generation,
+                status: DropletStatus::Active,
+                at_ms: failure.confirmed_at_ms,
+            })
+            .await?;
+    }
+    let resp = link
+        .consensus
+        .write(Command::ConfirmFailure {
+            name: failure.target.clone(),
+            generation: failure.target_generation,
+            at_ms: failure.confirmed_at_ms,
+        })
+        .await?;
+    if resp.is_rejected() {
+        tracing::warn!(target_node = %failure.target, ?resp, "confirmed failure rejected by the state");
+    } else {
+        tracing::warn!(target_node = %failure.target, generation = failure.target_generation,
+            "failure committed to the Raft log");
+    }
+    Ok(())
+}
+
+/// Keeps the monitor assignment: the replicated topology's monitors when
+/// it has any, else a ring over the gossip members that have not left.
+pub async fn derive_assignment(
+    mut view: watch::Receiver<Arc<MembershipView>>,
+    mut applied: watch::Receiver<u64>,
+    consensus: Consensus,
+    tx: watch::Sender<Assignment>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let topology = consensus.local_state().topology;
+        let next: Assignment = if topology.droplets.values().any(|d| !d.monitors.is_empty()) {
+            topology
+                .droplets
+                .iter()
+                .map(|(name, d)| (name.clone(), d.monitors.clone()))
+                .collect()
+        } else {
+            let names: Vec<String> = view
+                .borrow_and_update()
+                .members
+                .values()
+                .filter(|m| m.info.presence == Presence::Up)
+                .map(|m| m.name.clone())
+                .collect();
+            ring_assignment(&names)
+        };
+        tx.send_if_modified(|a| {
+            let changed = *a != next;
+            *a = next;
+            changed
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = view.changed() => if changed.is_err() { return },
+            changed = applied.changed() => if changed.is_err() { return },
+        }
+    }
+}
