@@ -9,6 +9,7 @@
 //! ([`MembershipJoins`] over gossip).
 
 mod apply;
+mod handler;
 mod healer;
 mod joins;
 mod saga_store;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use apply::{ApplyDeps, ApplyReport, apply_spec};
+pub use handler::{NodeRuntime, OrchestratorHandler};
 pub use healer::{Healer, SagaResult};
 pub use joins::{MembershipJoins, has_joined};
 pub use saga_store::{StateEffects, StateSagaLog, phase_of};
