@@ -27,6 +27,8 @@ pub const NODE_KEY_PATH: &str = "/etc/infra/pki/node.key";
 pub const GOSSIP_KEY_PATH: &str = "/etc/infra/pki/gossip.key";
 /// The CA key, present only on nodes that may orchestrate (voters).
 pub const CA_KEY_PATH: &str = "/etc/infra/pki/ca.key";
+/// The cloud API token, present only on nodes that may orchestrate.
+pub const API_TOKEN_PATH: &str = "/etc/infra/pki/do.token";
 /// The agent's data directory on a real droplet.
 pub const DROPLET_DATA_DIR: &str = "/var/lib/infra-agent";
 /// Default ports of the agent's gRPC (mTLS) and gossip listeners.
@@ -92,6 +94,8 @@ pub struct NodeBootstrap {
     gossip_key_hex: String,
     /// The CA key, for nodes that issue certificates as leader.
     ca_key_pem: Option<String>,
+    /// The cloud API token, for nodes that call the provider as leader.
+    api_token: Option<crate::provider::Secret>,
 }
 
 impl std::fmt::Debug for NodeBootstrap {
@@ -108,6 +112,7 @@ impl std::fmt::Debug for NodeBootstrap {
             .field("node_cert", &self.node_cert)
             .field("gossip_key", &"<redacted>")
             .field("ca_key", &self.ca_key_pem.as_ref().map(|_| "<redacted>"))
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -147,7 +152,14 @@ impl NodeBootstrap {
             node_cert,
             gossip_key_hex: gossip_key.to_hex(),
             ca_key_pem: None,
+            api_token: None,
         })
+    }
+
+    /// Also ships the cloud API token (orchestrating nodes only).
+    pub fn with_api_token(mut self, token: crate::provider::Secret) -> NodeBootstrap {
+        self.api_token = Some(token);
+        self
     }
 
     /// Also ships the CA key, so this node can issue node certificates
@@ -199,6 +211,9 @@ impl NodeBootstrap {
         ];
         if let Some(key) = &self.ca_key_pem {
             write_files.push(file(CA_KEY_PATH, "0600", key.clone()));
+        }
+        if let Some(token) = &self.api_token {
+            write_files.push(file(API_TOKEN_PATH, "0600", token.expose().to_string()));
         }
         let doc = CloudConfig {
             hostname: self.node_name.clone(),
@@ -352,6 +367,12 @@ pub fn ca_key_path(config: &AgentConfig) -> PathBuf {
         .join("ca.key")
 }
 
+/// Where an agent finds the API token shipped by
+/// [`NodeBootstrap::with_api_token`]: next to its CA certificate.
+pub fn api_token_path(config: &AgentConfig) -> PathBuf {
+    ca_key_path(config).with_file_name("do.token")
+}
+
 fn port_of(listen: &Option<String>, field: &'static str) -> Result<u16, BootstrapError> {
     let value = listen
         .clone()
@@ -408,6 +429,9 @@ pub fn config_from_sim_env(env: &SimEnv) -> Result<AgentConfig, BootstrapError> 
     raw.gossip_key_file = Some(place(GOSSIP_KEY_PATH, "gossip.key")?);
     if user_data.has(CA_KEY_PATH) {
         place(CA_KEY_PATH, "ca.key")?;
+    }
+    if user_data.has(API_TOKEN_PATH) {
+        place(API_TOKEN_PATH, "do.token")?;
     }
     let grpc = std::net::SocketAddr::new(env.addr, port_of(&raw.grpc_listen, "grpc_listen")?);
     let gossip = std::net::SocketAddr::new(env.addr, port_of(&raw.gossip_listen, "gossip_listen")?);

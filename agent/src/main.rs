@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use infra_agent::bootstrap::{SimEnv, config_from_sim_env};
 use infra_agent::config::{AgentConfig, RawConfig};
+use infra_agent::orchestrator::LeaderSetup;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -47,17 +48,21 @@ async fn main() -> anyhow::Result<()> {
         overrides,
     } = Cli::parse().command;
     let lookup = |k: &str| std::env::var(k).ok();
-    let config = if from_sim_env || (config.is_none() && SimEnv::present(lookup)) {
+    let (config, api_url) = if from_sim_env || (config.is_none() && SimEnv::present(lookup)) {
         let env = SimEnv::from_lookup(lookup)?;
-        config_from_sim_env(&env).context("cannot configure the agent from the simulator")?
+        let config =
+            config_from_sim_env(&env).context("cannot configure the agent from the simulator")?;
+        (config, env.api_url)
     } else {
-        AgentConfig::load(config.as_deref(), overrides)?
+        (AgentConfig::load(config.as_deref(), overrides)?, None)
     };
+    let leader = LeaderSetup::from_files(&config, api_url.as_deref())
+        .context("cannot set up the orchestrator")?;
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install SIGTERM handler")?;
-    let node = infra_agent::node::run(config, shutdown);
+    let node = infra_agent::orchestrator::run_agent(config, leader, shutdown);
     tokio::pin!(node);
     let result = tokio::select! {
         r = &mut node => r,

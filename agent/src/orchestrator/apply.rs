@@ -356,6 +356,9 @@ async fn create_one(
     let mut node = NodeBootstrap::issue(params, &id.ca, &id.gossip_key)?;
     if want.voter || want.role == Role::Master {
         node = node.with_ca_key(&id.ca);
+        if let Some(token) = &id.api_token {
+            node = node.with_api_token(token.clone());
+        }
     }
     let request = CreateDroplets {
         names: vec![name.to_string()],

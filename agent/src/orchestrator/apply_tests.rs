@@ -59,6 +59,7 @@ fn identity() -> ClusterIdentity {
         gossip_port: 17401,
         base_image: "ubuntu-24-04-x64".into(),
         ssh_key_ids: vec![],
+        api_token: None,
     }
 }
 

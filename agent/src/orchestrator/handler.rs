@@ -62,13 +62,9 @@ impl OrchestratorHandler {
         opts: PlanOptions,
         progress: &ProgressSink,
     ) -> Result<Outcome, ControlError> {
-        let (infra_file, deploy) = parse_spec(
-            infra,
-            Path::new(INFRA),
-            deployment,
-            Path::new(DEPLOY),
-        )
-        .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let (infra_file, deploy) =
+            parse_spec(infra, Path::new(INFRA), deployment, Path::new(DEPLOY))
+                .map_err(|e| ControlError::Invalid(e.to_string()))?;
         let spec = Spec {
             infrastructure: infra_file.infrastructure_spec,
             deployment: deploy,
@@ -249,7 +245,11 @@ impl ControlHandler for OrchestratorHandler {
         for d in &report.planned {
             progress.step(format!(
                 "{} {d:?}",
-                if req.dry_run { "would delete" } else { "delete" }
+                if req.dry_run {
+                    "would delete"
+                } else {
+                    "delete"
+                }
             ));
         }
         Ok(Outcome {

@@ -222,6 +222,9 @@ impl Healer {
         let mut node = NodeBootstrap::issue(params, &id.ca, &id.gossip_key)?;
         if placed.is_some_and(|d| d.voter) || role == Role::Master {
             node = node.with_ca_key(&id.ca);
+            if let Some(token) = &id.api_token {
+                node = node.with_api_token(token.clone());
+            }
         }
         Ok(DropletTemplate {
             region: placed.map(|d| d.region.clone()).unwrap_or_default(),

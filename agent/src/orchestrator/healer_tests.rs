@@ -62,6 +62,7 @@ async fn fixture() -> Fixture {
         gossip_port: 17401,
         base_image: "ubuntu-24-04-x64".into(),
         ssh_key_ids: vec![],
+        api_token: None,
     });
     let store = Arc::new(MemoryStore::default());
     let joins = Arc::new(MemoryJoins::default());

@@ -8,6 +8,7 @@
 //! recovery module's [`JoinWatcher`](crate::recovery::JoinWatcher)
 //! ([`MembershipJoins`] over gossip).
 
+mod agent;
 mod apply;
 mod handler;
 mod healer;
@@ -23,6 +24,7 @@ mod healer_tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use agent::{DEFAULT_BASE_IMAGE, LeaderSetup, SetupError, run_agent};
 pub use apply::{ApplyDeps, ApplyReport, apply_spec};
 pub use handler::{NodeRuntime, OrchestratorHandler};
 pub use healer::{Healer, SagaResult};
@@ -55,6 +57,8 @@ pub struct ClusterIdentity {
     /// Image slug of new droplets.
     pub base_image: String,
     pub ssh_key_ids: Vec<u64>,
+    /// Shipped to the voters it creates, so any of them can lead.
+    pub api_token: Option<crate::provider::Secret>,
 }
 
 impl std::fmt::Debug for ClusterIdentity {
