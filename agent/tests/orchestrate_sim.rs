@@ -2,7 +2,8 @@
 //! the droplets: the master is created with bootstrap user-data, its agent
 //! answers ApplySpec over mTLS, creates the other droplets (whose agents
 //! configure themselves from their user-data and join), and a second
-//! ApplySpec makes no create request.
+//! ApplySpec makes no create request; a droplet killed with SIGKILL is
+//! confirmed failed and replaced exactly once, its new agent joined.
 
 use std::path::Path;
 use std::time::Duration;
@@ -74,7 +75,8 @@ async fn apply(client: &mut ControlClient<Channel>, infra: &str) -> (Vec<String>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orchestrate_creates_the_cluster_and_a_second_run_creates_nothing() {
+async fn orchestrate_creates_the_cluster_a_rerun_creates_nothing_and_a_killed_droplet_is_replaced_once()
+ {
     infra_agent::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
@@ -107,7 +109,10 @@ async fn orchestrate_creates_the_cluster_and_a_second_run_creates_nothing() {
     let pki = dir.path().join("pki");
     std::fs::create_dir_all(&pki).unwrap();
     ca.write(&pki).unwrap();
-    ca.issue_client("infractl").unwrap().write(&pki, "client").unwrap();
+    ca.issue_client("infractl")
+        .unwrap()
+        .write(&pki, "client")
+        .unwrap();
     let tls = TlsMaterial::load(
         &pki.join("ca.pem"),
         &pki.join("client.pem"),
@@ -184,7 +189,10 @@ async fn orchestrate_creates_the_cluster_and_a_second_run_creates_nothing() {
         messages.iter().any(|m| m.starts_with("join:")),
         "{messages:#?}"
     );
-    let droplets = provider.list_droplets(Some(&cluster_tag("e2e"))).await.unwrap();
+    let droplets = provider
+        .list_droplets(Some(&cluster_tag("e2e")))
+        .await
+        .unwrap();
     assert_eq!(droplets.len(), 4);
 
     // Second run: nothing created.
@@ -199,6 +207,74 @@ async fn orchestrate_creates_the_cluster_and_a_second_run_creates_nothing() {
         .map(|r| r.path)
         .collect();
     assert!(posts.is_empty(), "no create on a re-run: {posts:?}");
+
+    // kill -9 a web droplet's agent (the API keeps saying active): the
+    // leader confirms the failure and replaces it exactly once.
+    let status = |client: ControlClient<Channel>| async move {
+        let mut client = client;
+        let reply = client
+            .status(infra_proto::v1::StatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        serde_json::from_str::<serde_json::Value>(&reply.status_json).ok()
+    };
+    let member_generation = |s: &serde_json::Value, name: &str| {
+        s["members"].as_array().and_then(|m| {
+            m.iter()
+                .find(|m| m["name"] == name && m["state"] == "alive")
+                .and_then(|m| m["generation"].as_u64())
+        })
+    };
+    const WEB: &str = "hostomatic-web1";
+    let before = status(client.clone()).await.expect("status");
+    let old_generation = member_generation(&before, WEB).expect("web1 is a live member");
+    sim.clear_requests();
+    let killed = Instant::now();
+    sim.kill_droplet(WEB).unwrap();
+    let mut last = serde_json::Value::Null;
+    let recovered = loop {
+        if let Some(s) = status(client.clone()).await {
+            let done = s["recoveries"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["name"] == WEB && r["step"] == "done"));
+            if done && member_generation(&s, WEB).is_some_and(|g| g > old_generation) {
+                break s;
+            }
+            last = s;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(90),
+            "{WEB} was not recovered; last status: {last:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("kill -> replacement joined: {:?}", killed.elapsed());
+    let replacements: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.status < 300)
+        .filter(|r| {
+            r.path == "/v2/droplets"
+                || r.request_body
+                    .as_ref()
+                    .is_some_and(|b| b["type"] == "rebuild" || b["type"] == "restore")
+        })
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        replacements.len(),
+        1,
+        "exactly one create/rebuild: {replacements:?}"
+    );
+    assert!(
+        recovered["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == WEB),
+        "the failure was committed: {recovered:#}"
+    );
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(30), sim.join())
