@@ -7,7 +7,9 @@ mod cloud;
 mod context;
 mod exit;
 mod offline;
+mod orchestrate;
 mod output;
+mod sim;
 mod status;
 
 use std::path::PathBuf;
@@ -103,6 +105,31 @@ enum Command {
         #[arg(long)]
         pki: Option<PathBuf>,
     },
+    /// Apply the spec to the cloud through the cluster's leader (the first
+    /// run creates the master droplet), streaming progress.
+    Orchestrate {
+        /// Allow replacing droplets whose size/region changed.
+        #[arg(long)]
+        force: bool,
+        /// Allow destroying droplets the spec no longer has.
+        #[arg(long)]
+        allow_destroy: bool,
+    },
+    /// Delete leftover droplets and old snapshots the cluster does not know.
+    Cleanup {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The local cloud of `infractl up`.
+    #[command(subcommand)]
+    Sim(SimCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCmd {
+    /// SIGKILL a droplet's agent (simulated hardware failure).
+    Kill { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +191,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::State(StateCmd::Export) => offline::state_export(dir, out),
         Command::Cloud(cmd) => block_on(cloud::run(cmd, dir, out)),
         Command::IssueNodeCert { name, ips } => offline::issue_node(dir, &name, &ips, out),
+        Command::Orchestrate {
+            force,
+            allow_destroy,
+        } => block_on(orchestrate::orchestrate(dir, force, allow_destroy, out)),
+        Command::Cleanup { dry_run } => block_on(orchestrate::cleanup(dir, dry_run, out)),
+        Command::Sim(SimCmd::Kill { name }) => block_on(sim::kill(dir, &name, out)),
         Command::Status { endpoint, pki } => {
             block_on(status::run(dir, endpoint.as_deref(), pki.as_deref(), out))
         }
