@@ -11,6 +11,7 @@ mod orchestrate;
 mod output;
 mod sim;
 mod status;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,6 +125,15 @@ enum Command {
     /// The local cloud of `infractl up`.
     #[command(subcommand)]
     Sim(SimCmd),
+    /// Start a whole cluster on this machine: infra-sim with one agent
+    /// process per droplet, then orchestrate the spec.
+    Up {
+        /// Stay in the foreground; Ctrl-C stops the local cloud.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the local cloud (every droplet process) and remove .infra/.
+    Down,
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +207,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => block_on(orchestrate::orchestrate(dir, force, allow_destroy, out)),
         Command::Cleanup { dry_run } => block_on(orchestrate::cleanup(dir, dry_run, out)),
         Command::Sim(SimCmd::Kill { name }) => block_on(sim::kill(dir, &name, out)),
+        Command::Up { foreground } => block_on(up::up(dir, foreground, out)),
+        Command::Down => block_on(up::down(dir)),
         Command::Status { endpoint, pki } => {
             block_on(status::run(dir, endpoint.as_deref(), pki.as_deref(), out))
         }
