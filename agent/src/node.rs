@@ -1,6 +1,8 @@
-//! One running agent: the mTLS gRPC server, membership, the health monitor
-//! and the quorum aggregator, all owned by one `JoinSet` and stopped
-//! together (clean leave on shutdown; abrupt stop for crash tests).
+//! One running agent: the mTLS gRPC server (Health, Control, Raft),
+//! membership, the health monitor, the quorum aggregator and the Raft node
+//! with its join, voter-balancing and failure-committing tasks, all owned
+//! by one `JoinSet` and stopped together (clean leave on shutdown; abrupt
+//! stop for crash tests).
 
 mod cluster;
 mod status;
@@ -75,7 +77,7 @@ pub enum NodeError {
     Consensus(#[from] ConsensusError),
 }
 
-/// Optional inputs a caller can wire in (the lead plugs Raft in here).
+/// Optional inputs a caller can wire in (tests, benches, the orchestrator).
 #[derive(Default)]
 pub struct NodeDeps {
     /// Monitor assignment from the planner; `None` → ring over members.

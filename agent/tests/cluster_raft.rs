@@ -212,9 +212,24 @@ async fn killed_follower_is_committed_with_seven() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_leader_is_replaced_and_calls_are_forwarded_from_every_survivor() {
-    let n = 5;
-    let mut cluster = start(n, 90).await;
+async fn killed_leader_is_replaced_and_calls_are_forwarded_with_three() {
+    killed_leader_is_replaced(3, 130).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_calls_are_forwarded_with_five() {
+    killed_leader_is_replaced(5, 90).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_calls_are_forwarded_with_seven() {
+    killed_leader_is_replaced(7, 140).await;
+}
+
+/// Kills the leader of `n` agents; every survivor then reports the new
+/// leader in Status and forwards a Scale call to it.
+async fn killed_leader_is_replaced(n: usize, base: u8) {
+    let mut cluster = start(n, base).await;
     let old = formed(&cluster, n).await;
     let old_index = index_of(&old);
     let old_term = cluster.node(old_index).consensus().metrics().term;
@@ -384,5 +399,18 @@ async fn client_certificate_from_another_ca_is_refused() {
     assert!(refused, "a foreign client certificate must be refused");
     // The cluster's own client certificate works.
     assert_eq!(status(&cluster, 1).await["node"], "n1");
+    // ...but it may not make someone else join the Raft group.
+    let mut c = client(addr, &cluster.pki.client("infractl")).await.unwrap();
+    let err = c
+        .join(infra_proto::v1::JoinRequest {
+            version: 1,
+            name: "n9".into(),
+            grpc_addr: "127.0.0.99:7400".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    let members = cluster.node(1).consensus().metrics().nodes.len();
+    assert_eq!(members, 3);
     cluster.stop_all().await;
 }

@@ -193,44 +193,22 @@ async fn only_the_observer_itself_may_report_a_failure() {
     cluster.stop_all().await;
 }
 
-/// The Raft service (or any other) plugs into the agent's mTLS port.
-struct EchoRaft;
-
-#[tonic::async_trait]
-impl infra_proto::v1::raft_server::Raft for EchoRaft {
-    async fn append_entries(
-        &self,
-        r: tonic::Request<infra_proto::v1::RaftMessage>,
-    ) -> Result<tonic::Response<infra_proto::v1::RaftMessage>, tonic::Status> {
-        Ok(tonic::Response::new(r.into_inner()))
-    }
-    async fn vote(
-        &self,
-        r: tonic::Request<infra_proto::v1::RaftMessage>,
-    ) -> Result<tonic::Response<infra_proto::v1::RaftMessage>, tonic::Status> {
-        Ok(tonic::Response::new(r.into_inner()))
-    }
-    async fn install_snapshot(
-        &self,
-        r: tonic::Request<infra_proto::v1::RaftMessage>,
-    ) -> Result<tonic::Response<infra_proto::v1::RaftMessage>, tonic::Status> {
-        Ok(tonic::Response::new(r.into_inner()))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extra_services_are_served_over_mtls() {
+async fn raft_service_is_served_over_mtls_only() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use infra_agent::node::NodeDeps;
     use infra_proto::v1::RaftMessage;
     use infra_proto::v1::raft_client::RaftClient;
-    use infra_proto::v1::raft_server::RaftServer;
 
     let pki = Pki::new("test");
     let config = node_config(&pki, "n0", Ipv4Addr::new(127, 0, 0, 77), None);
     let addr = config.grpc_advertise;
+    let hooked = Arc::new(AtomicBool::new(false));
+    let seen = hooked.clone();
     let deps = NodeDeps {
-        extra_services: vec![Box::new(|routes| {
-            routes.add_service(RaftServer::new(EchoRaft));
+        extra_services: vec![Box::new(move |_routes| {
+            seen.store(true, Ordering::SeqCst);
         })],
         ..NodeDeps::default()
     };
@@ -242,15 +220,17 @@ async fn extra_services_are_served_over_mtls() {
         .connect()
         .await
         .unwrap();
-    let reply = RaftClient::new(channel)
+    assert!(hooked.load(Ordering::SeqCst), "extra service hooks run");
+    // The agent's own Raft service answers a cluster member: a payload
+    // that is not a Raft message is refused by the service itself.
+    let err = RaftClient::new(channel)
         .vote(RaftMessage {
             version: 1,
             payload: b"ping".to_vec(),
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(reply.payload, b"ping");
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
     // Without a cluster certificate the extra service is refused too.
     let anonymous = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(pki.ca.cert_pem()))

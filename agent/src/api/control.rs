@@ -37,6 +37,19 @@ impl Control for ControlApi {
     }
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        // Only the agent itself may ask to join under its name (a forwarded
+        // call was checked by the agent that forwarded it).
+        if !request.metadata().contains_key(forward::FORWARDED_BY) {
+            let name = &request.get_ref().name;
+            let is_node = request
+                .peer_certs()
+                .as_ref()
+                .and_then(|c| c.first())
+                .is_some_and(|c| crate::tls::cert_is_for_name(c, name));
+            if !is_node {
+                return Err(ApiError::NotTheNode(name.clone()).into());
+            }
+        }
         match forward::target(&self.link, &self.node_name, &request)? {
             Target::Leader(mut client) => {
                 client

@@ -18,6 +18,8 @@ pub enum ApiError {
     Probe(#[from] ProbeError),
     #[error("caller's certificate does not name observer `{0}`")]
     NotTheObserver(String),
+    #[error("caller's certificate does not name the joining agent `{0}`")]
+    NotTheNode(String),
     #[error("vote rejected: {0:?}")]
     VoteRejected(VoteRejection),
     #[error("agent isolated by fault injection")]
@@ -44,7 +46,7 @@ impl From<ApiError> for Status {
             ApiError::NotAvailableYet(_) => Status::unimplemented(msg),
             ApiError::Probe(_) | ApiError::Isolated => Status::unavailable(msg),
             ApiError::VoteRejected(_) => Status::failed_precondition(msg),
-            ApiError::NotTheObserver(_) => Status::permission_denied(msg),
+            ApiError::NotTheObserver(_) | ApiError::NotTheNode(_) => Status::permission_denied(msg),
             ApiError::Serialize(_) => Status::internal(msg),
             ApiError::Control(ControlError::NotAvailable(_)) => Status::unimplemented(msg),
             ApiError::Control(ControlError::Invalid(_)) => Status::invalid_argument(msg),

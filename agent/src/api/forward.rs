@@ -110,3 +110,44 @@ fn progress_stream(
     });
     Box::pin(futures::stream::select(events, driver))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn steps_then_the_result_in_order() {
+        let (sink, events) = ProgressSink::channel();
+        let steps = sink.clone();
+        let run = async move {
+            for i in 0..3 {
+                steps.step(format!("step {i}"));
+                tokio::task::yield_now().await;
+            }
+            Ok(Outcome {
+                message: "done".into(),
+                result: Some(serde_json::json!({"n": 3})),
+            })
+        };
+        let got: Vec<Result<Progress, Status>> = progress_stream(run, sink, events).collect().await;
+        let messages: Vec<&str> = got
+            .iter()
+            .map(|p| p.as_ref().unwrap().message.as_str())
+            .collect();
+        assert_eq!(messages, ["step 0", "step 1", "step 2", "done"]);
+        let last = got.last().unwrap().as_ref().unwrap();
+        assert!(last.done && !last.failed);
+        assert_eq!(last.result_json, r#"{"n":3}"#);
+    }
+
+    #[tokio::test]
+    async fn a_handler_error_ends_the_stream_with_its_status() {
+        let (sink, events) = ProgressSink::channel();
+        let run = async { Err(ControlError::NotAvailable("Deploy")) };
+        let got: Vec<Result<Progress, Status>> = progress_stream(run, sink, events).collect().await;
+        assert_eq!(got.len(), 1);
+        let status = got[0].as_ref().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        assert_eq!(status.message(), "not available on this agent yet: Deploy");
+    }
+}

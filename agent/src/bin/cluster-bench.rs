@@ -10,6 +10,9 @@
 //!   an upper bound of gossip+probe+Raft traffic) per agent.
 //! - `soak`: one agent (round robin) SIGSTOPped for 1 s every
 //!   `--freeze-every-secs`; counts failures committed (expected 0).
+//! - `lossy-soak`: the same with in-process agents (real gRPC, gossip and
+//!   Raft over loopback), `--loss` of every gossip datagram and outgoing RPC
+//!   lost at random, and the 1 s freezes done with the fault switch.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,7 @@ enum Mode {
     Failover,
     Footprint,
     Soak,
+    LossySoak,
 }
 
 #[derive(Parser)]
@@ -51,6 +55,9 @@ struct Args {
     freeze_every_secs: u64,
     #[arg(long, default_value_t = 1000)]
     freeze_ms: u64,
+    /// Share of messages lost in `lossy-soak`.
+    #[arg(long, default_value_t = 0.05)]
+    loss: f64,
     /// The infra-agent binary (default: next to this one).
     #[arg(long)]
     binary: Option<PathBuf>,
@@ -398,5 +405,114 @@ async fn main() -> anyhow::Result<()> {
         Mode::Failover => failover(&args, &mut one().await?).await,
         Mode::Footprint => footprint(&args, &mut one().await?).await,
         Mode::Soak => soak(&args, &mut one().await?).await,
+        Mode::LossySoak => lossy_soak(&args).await,
     }
+}
+
+/// In-process agents sharing a fresh CA; `--loss` on every link, one agent
+/// paused for `--freeze-ms` every `--freeze-every-secs`.
+async fn lossy_soak(args: &Args) -> anyhow::Result<()> {
+    use infra_agent::config::{AgentConfig, RawConfig};
+    use infra_agent::fault::FaultSwitch;
+    use infra_agent::membership::GossipKey;
+    use infra_agent::node::{NodeDeps, start};
+    use infra_agent::tls::{Ca, write_private};
+    use std::net::Ipv4Addr;
+    use tokio_util::sync::CancellationToken;
+
+    infra_agent::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("cluster-bench-lossy-{}", std::process::id()));
+    let _guard = DirGuard(dir.clone());
+    std::fs::create_dir_all(&dir)?;
+    let ca = Ca::create("bench")?;
+    ca.write(&dir)?;
+    let key_file = dir.join("gossip.key");
+    write_private(&key_file, GossipKey::generate().to_hex().as_bytes())?;
+    let shutdown = CancellationToken::new();
+    let mut nodes = Vec::new();
+    let mut faults = Vec::new();
+    let mut seed = None;
+    for i in 0..args.agents {
+        let name = format!("n{i}");
+        let ip = Ipv4Addr::new(127, 0, 0, args.base + i as u8);
+        let tcp = std::net::TcpListener::bind((ip, 0))?.local_addr()?.port();
+        let udp = std::net::UdpSocket::bind((ip, 0))?.local_addr()?.port();
+        let (cert, key) = ca
+            .issue_node(&name, &[ip.to_string()])?
+            .write(&dir, &name)?;
+        let config = AgentConfig::from_raw(RawConfig {
+            node_name: Some(name.clone()),
+            cluster_id: Some("bench".into()),
+            data_dir: Some(dir.join(&name)),
+            grpc_listen: Some(format!("{ip}:{tcp}")),
+            gossip_listen: Some(format!("{ip}:{udp}")),
+            seeds: seed.map(|s: std::net::SocketAddr| vec![s.to_string()]),
+            bootstrap: Some(seed.is_none()),
+            ca_cert: Some(dir.join("ca.pem")),
+            node_cert: Some(cert),
+            node_key: Some(key),
+            gossip_key_file: Some(key_file.clone()),
+            ..RawConfig::default()
+        })?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        seed.get_or_insert(config.gossip_advertise);
+        let fault = FaultSwitch::default();
+        let deps = NodeDeps {
+            fault: fault.clone(),
+            ..NodeDeps::default()
+        };
+        nodes.push(start(config, deps, shutdown.clone()).await?);
+        faults.push(fault);
+    }
+    // Settle without loss, then turn it on everywhere.
+    let voters = infra_agent::plan::voters::voter_count(args.agents);
+    let settle = Instant::now();
+    while !nodes.iter().all(|n| {
+        let m = n.consensus().metrics();
+        m.nodes.len() == args.agents && m.voters.len() == voters && m.leader.is_some()
+    }) {
+        if settle.elapsed() > Duration::from_secs(60) {
+            bail!("in-process cluster did not settle in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for f in &faults {
+        f.set_loss(args.loss);
+    }
+    let end = Instant::now() + Duration::from_secs(args.soak_secs);
+    let mut next_freeze = Instant::now() + Duration::from_secs(args.freeze_every_secs);
+    let mut freezes = 0;
+    let mut failed = BTreeSet::new();
+    let mut confirmed_anywhere = BTreeSet::new();
+    while Instant::now() < end {
+        if Instant::now() >= next_freeze {
+            let victim = freezes % args.agents;
+            faults[victim].set_paused(true);
+            tokio::time::sleep(Duration::from_millis(args.freeze_ms)).await;
+            faults[victim].set_paused(false);
+            freezes += 1;
+            next_freeze += Duration::from_secs(args.freeze_every_secs);
+        }
+        for n in &nodes {
+            failed.extend(n.consensus().local_state().failures.into_keys());
+            confirmed_anywhere.extend(n.confirmed().borrow().iter().map(|c| c.target.clone()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "lossy soak {} s, N={} in process, loss {:.0}% on every link: {freezes} freezes of {} ms, \
+         failures committed: {} {:?}, confirmed by any aggregator: {} {:?}",
+        args.soak_secs,
+        args.agents,
+        args.loss * 100.0,
+        args.freeze_ms,
+        failed.len(),
+        failed,
+        confirmed_anywhere.len(),
+        confirmed_anywhere
+    );
+    for n in nodes {
+        n.kill().await;
+    }
+    Ok(())
 }

@@ -45,10 +45,10 @@ impl GrpcProber {
     }
 
     fn client(&self, addr: SocketAddr) -> Result<HealthClient<Channel>, ProbeError> {
-        if self.fault.is_isolated() {
+        if self.fault.is_isolated() || self.fault.loses() {
             return Err(ProbeError::Failed {
                 addr,
-                reason: "isolated by fault injection".into(),
+                reason: "isolated or lost by fault injection".into(),
             });
         }
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());

@@ -60,7 +60,7 @@ impl ChannelFactory for MtlsChannels {
     }
 
     fn link_up(&self, _addr: &str) -> bool {
-        !self.fault.is_isolated() && !self.fault.is_paused()
+        !self.fault.is_isolated() && !self.fault.is_paused() && !self.fault.loses()
     }
 }
 
