@@ -36,6 +36,9 @@ pub struct Healer {
     pub timing: SagaTiming,
 }
 
+/// How often the leader checks the snapshot schedule.
+const SNAPSHOT_CHECK: Duration = Duration::from_secs(60);
+
 /// How one saga task ended.
 pub type SagaResult = (String, Result<SagaOutcome, String>);
 
@@ -256,6 +259,50 @@ impl Healer {
         run_saga(record, ctx).await.map_err(|e| e.to_string())
     }
 
+    /// The snapshot schedule: snapshots every active droplet whose latest
+    /// system snapshot is older than the policy's interval (then applies
+    /// retention) and records the new snapshots in the state. Returns the
+    /// names of the snapshots taken.
+    pub async fn snapshot_pass(&self) -> Result<Vec<String>, OrchestrateError> {
+        let state = self.store.read().await?;
+        let droplets: Vec<(&str, u64)> = state
+            .droplets
+            .iter()
+            .filter(|(_, r)| r.status == DropletStatus::Active)
+            .filter_map(|(n, r)| Some((n.as_str(), r.provider_id?)))
+            .collect();
+        let runs = crate::recovery::run_snapshot_schedule(
+            self.provider.as_ref(),
+            &droplets,
+            &self.policy,
+            Utc::now(),
+        )
+        .await?;
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let snapshots = self.provider.list_snapshots().await?;
+        let mut taken = Vec::new();
+        for run in runs {
+            let Some(snapshot) = snapshots.iter().find(|s| s.name == run.name) else {
+                continue;
+            };
+            let droplet = crate::recovery::parse_snapshot_name(&run.name)
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default();
+            self.store
+                .write(Command::RecordSnapshot {
+                    droplet,
+                    snapshot_id: snapshot.id.to_string(),
+                    name: run.name.clone(),
+                    at_ms: now_ms(),
+                })
+                .await?;
+            taken.push(run.name);
+        }
+        Ok(taken)
+    }
+
     /// Runs until `shutdown`: a pass after every applied log entry (and
     /// every `interval`) while `is_leader()`; saga tasks are joined.
     pub async fn run(
@@ -267,11 +314,22 @@ impl Healer {
     ) {
         let mut running = BTreeSet::new();
         let mut tasks: JoinSet<SagaResult> = JoinSet::new();
+        // The schedule is checked every `SNAPSHOT_CHECK`; what is due comes
+        // from the cloud's snapshots and the policy's interval.
+        let mut next_snapshot_check = tokio::time::Instant::now() + SNAPSHOT_CHECK;
         loop {
             if is_leader()
                 && let Err(e) = self.pass(&mut running, &mut tasks).await
             {
                 tracing::warn!(error = %e, "recovery pass failed");
+            }
+            if is_leader() && tokio::time::Instant::now() >= next_snapshot_check {
+                next_snapshot_check = tokio::time::Instant::now() + SNAPSHOT_CHECK;
+                match self.snapshot_pass().await {
+                    Ok(taken) if !taken.is_empty() => tracing::info!(?taken, "snapshots taken"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "snapshot schedule failed"),
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

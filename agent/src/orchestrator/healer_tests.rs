@@ -275,3 +275,25 @@ async fn a_new_leader_resumes_an_open_saga_under_a_newer_token() {
         "exactly one replacement overall"
     );
 }
+
+#[tokio::test]
+async fn the_snapshot_schedule_snapshots_due_droplets_once_and_records_them() {
+    let f = fixture().await;
+    let h = healer(
+        &f,
+        RecoveryPolicy {
+            snapshot_interval: chrono::Duration::hours(24),
+            ..RecoveryPolicy::default()
+        },
+    );
+    let taken = h.snapshot_pass().await.unwrap();
+    assert_eq!(taken.len(), 4, "{taken:?}");
+    let state = f.store.snapshot();
+    for name in state.droplets.keys() {
+        assert_eq!(state.snapshots[name].len(), 1, "{name}");
+    }
+    // Nothing is due a moment later.
+    f.sim.clear_requests();
+    assert!(h.snapshot_pass().await.unwrap().is_empty());
+    assert!(f.sim.requests().iter().all(|r| r.method == "GET"));
+}
