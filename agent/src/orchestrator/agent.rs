@@ -28,11 +28,27 @@ pub enum SetupError {
     Key(#[from] crate::membership::KeyError),
     #[error(transparent)]
     Provider(#[from] Box<ProviderError>),
+    #[error("environment variable {name} has invalid value `{value}`: expected a number")]
+    Invalid { name: &'static str, value: String },
     #[error("cannot read {path}: {source}")]
     Read {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+/// Environment variable overriding the flapping limit (recoveries of one
+/// droplet per hour; default 3), e.g. for benchmarks.
+pub const MAX_RECOVERIES_ENV: &str = "INFRA_AGENT_MAX_RECOVERIES";
+
+fn max_recoveries() -> Result<usize, SetupError> {
+    match std::env::var(MAX_RECOVERIES_ENV) {
+        Err(_) => Ok(RecoveryPolicy::default().max_recoveries),
+        Ok(v) => v.parse().map_err(|_| SetupError::Invalid {
+            name: MAX_RECOVERIES_ENV,
+            value: v,
+        }),
+    }
 }
 
 /// What an orchestrating agent runs with.
@@ -78,7 +94,10 @@ impl LeaderSetup {
                 ssh_key_ids: Vec::new(),
                 api_token: Some(token),
             }),
-            policy: RecoveryPolicy::default(),
+            policy: RecoveryPolicy {
+                max_recoveries: max_recoveries()?,
+                ..RecoveryPolicy::default()
+            },
             timing: SagaTiming {
                 poll: Duration::from_millis(250),
                 ..SagaTiming::default()
