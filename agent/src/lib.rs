@@ -2,6 +2,7 @@
 //! pure decision code (`spec`, `plan`) that `infractl` shares.
 
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod consensus;
 pub mod deploy;
@@ -11,6 +12,7 @@ pub mod lb;
 pub mod local_cluster;
 pub mod membership;
 pub mod node;
+pub mod orchestrator;
 pub mod plan;
 pub mod provider;
 pub mod quorum;

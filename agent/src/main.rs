@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use infra_agent::bootstrap::{SimEnv, config_from_sim_env};
 use infra_agent::config::{AgentConfig, RawConfig};
+use infra_agent::orchestrator::LeaderSetup;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -23,6 +25,11 @@ enum Command {
         /// INFRA_AGENT_* variables or the flags below.
         #[arg(long, env = "INFRA_AGENT_CONFIG")]
         config: Option<PathBuf>,
+        /// Build the config from the simulator's INFRA_SIM_* variables and
+        /// the droplet's user-data (the default when INFRA_SIM_USER_DATA_FILE
+        /// is set and no --config is given).
+        #[arg(long)]
+        from_sim_env: bool,
         #[command(flatten)]
         overrides: RawConfig,
     },
@@ -35,13 +42,27 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let Command::Run { config, overrides } = Cli::parse().command;
-    let config = AgentConfig::load(config.as_deref(), overrides)?;
+    let Command::Run {
+        config,
+        from_sim_env,
+        overrides,
+    } = Cli::parse().command;
+    let lookup = |k: &str| std::env::var(k).ok();
+    let (config, api_url) = if from_sim_env || (config.is_none() && SimEnv::present(lookup)) {
+        let env = SimEnv::from_lookup(lookup)?;
+        let config =
+            config_from_sim_env(&env).context("cannot configure the agent from the simulator")?;
+        (config, env.api_url)
+    } else {
+        (AgentConfig::load(config.as_deref(), overrides)?, None)
+    };
+    let leader = LeaderSetup::from_files(&config, api_url.as_deref())
+        .context("cannot set up the orchestrator")?;
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install SIGTERM handler")?;
-    let node = infra_agent::node::run(config, shutdown);
+    let node = infra_agent::orchestrator::run_agent(config, leader, shutdown);
     tokio::pin!(node);
     let result = tokio::select! {
         r = &mut node => r,

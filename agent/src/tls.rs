@@ -159,6 +159,12 @@ impl Ca {
             .is_ok()
     }
 
+    /// The CA private key (PEM), for the bootstrap of nodes that issue
+    /// certificates (the orchestrating leader).
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }

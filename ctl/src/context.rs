@@ -78,7 +78,6 @@ impl Context {
     }
 
     /// Writes the context, readable by the owner only.
-    #[allow(dead_code)] // written by `infractl up` (in progress)
     pub fn save(&self, config_dir: &Path) -> anyhow::Result<PathBuf> {
         let path = context_path(config_dir);
         let text = serde_json::to_string_pretty(self)?;

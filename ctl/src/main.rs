@@ -9,9 +9,12 @@ mod deploy;
 mod exit;
 mod local_lb;
 mod offline;
+mod orchestrate;
 mod output;
 mod render;
+mod sim;
 mod status;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,6 +114,40 @@ enum Command {
     /// Render Kubernetes manifests or a docker-compose file.
     #[command(subcommand)]
     Render(render::RenderCmd),
+    /// Apply the spec to the cloud through the cluster's leader (the first
+    /// run creates the master droplet), streaming progress.
+    Orchestrate {
+        /// Allow replacing droplets whose size/region changed.
+        #[arg(long)]
+        force: bool,
+        /// Allow destroying droplets the spec no longer has.
+        #[arg(long)]
+        allow_destroy: bool,
+    },
+    /// Delete leftover droplets and old snapshots the cluster does not know.
+    Cleanup {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The local cloud of `infractl up`.
+    #[command(subcommand)]
+    Sim(SimCmd),
+    /// Start a whole cluster on this machine: infra-sim with one agent
+    /// process per droplet, then orchestrate the spec.
+    Up {
+        /// Stay in the foreground; Ctrl-C stops the local cloud.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the local cloud (every droplet process) and remove .infra/.
+    Down,
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCmd {
+    /// SIGKILL a droplet's agent (simulated hardware failure).
+    Kill { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,6 +209,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::State(StateCmd::Export) => offline::state_export(dir, out),
         Command::Cloud(cmd) => block_on(cloud::run(cmd, dir, out)),
         Command::IssueNodeCert { name, ips } => offline::issue_node(dir, &name, &ips, out),
+        Command::Orchestrate {
+            force,
+            allow_destroy,
+        } => block_on(orchestrate::orchestrate(dir, force, allow_destroy, out)),
+        Command::Cleanup { dry_run } => block_on(orchestrate::cleanup(dir, dry_run, out)),
+        Command::Sim(SimCmd::Kill { name }) => block_on(sim::kill(dir, &name, out)),
+        Command::Up { foreground } => block_on(up::up(dir, foreground, out)),
+        Command::Down => block_on(up::down(dir)),
         Command::Status { endpoint, pki } => {
             block_on(status::run(dir, endpoint.as_deref(), pki.as_deref(), out))
         }

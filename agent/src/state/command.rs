@@ -134,6 +134,14 @@ pub enum Command {
         phase: RecoveryPhase,
         at_ms: u64,
     },
+    /// The recovery saga of `name` committed its record (JSON of
+    /// `recovery::SagaRecord`); `fencing` must be the recovery's token.
+    SaveSaga {
+        name: String,
+        fencing: FencingToken,
+        record: String,
+        at_ms: u64,
+    },
     /// A release was deployed to `project`/`environment`.
     RecordRelease {
         project: String,
@@ -169,6 +177,7 @@ impl Command {
             Command::ConfirmFailure { .. } => "confirm_failure",
             Command::TakeOverRecovery { .. } => "take_over_recovery",
             Command::RecoveryStep { .. } => "recovery_step",
+            Command::SaveSaga { .. } => "save_saga",
             Command::RecordRelease { .. } => "record_release",
             Command::RecordSnapshot { .. } => "record_snapshot",
             Command::ForgetSnapshot { .. } => "forget_snapshot",

@@ -93,7 +93,18 @@ pub struct Recovery {
     pub fencing: FencingToken,
     /// Phases reached so far with their times, oldest first.
     pub history: Vec<(String, u64)>,
+    /// The executor's serialized saga record (`recovery::SagaRecord`, JSON),
+    /// committed before and after each step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga: Option<String>,
+    /// Start times of the earlier recoveries of this droplet (newest last,
+    /// at most [`MAX_RECOVERY_HISTORY`]), for the flapping rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_starts_ms: Vec<u64>,
 }
+
+/// Earlier recovery start times remembered per droplet.
+pub const MAX_RECOVERY_HISTORY: usize = 10;
 
 impl Recovery {
     pub fn is_open(&self) -> bool {
@@ -251,6 +262,12 @@ impl ClusterState {
                 generation,
                 at_ms,
             } => self.confirm_failure(name, *generation, *at_ms, token),
+            Command::SaveSaga {
+                name,
+                fencing,
+                record,
+                at_ms: _,
+            } => self.save_saga(name, *fencing, record),
             Command::TakeOverRecovery { name, at_ms } => {
                 let Some(recovery) = self.recoveries.get_mut(name).filter(|r| r.is_open()) else {
                     return rejected(format!("droplet {name}: no open recovery to take over"));

@@ -57,6 +57,19 @@ impl ClusterState {
                 term: token.term,
             },
         );
+        let mut earlier_starts_ms = self
+            .recoveries
+            .get(name)
+            .map(|r| {
+                let mut starts = r.earlier_starts_ms.clone();
+                starts.push(r.started_at_ms);
+                starts
+            })
+            .unwrap_or_default();
+        let excess = earlier_starts_ms
+            .len()
+            .saturating_sub(super::MAX_RECOVERY_HISTORY);
+        earlier_starts_ms.drain(..excess);
         self.recoveries.insert(
             name.to_string(),
             Recovery {
@@ -67,6 +80,8 @@ impl ClusterState {
                 finished_at_ms: None,
                 fencing: token,
                 history: vec![(RecoveryPhase::Confirmed.name().to_string(), at_ms)],
+                saga: None,
+                earlier_starts_ms,
             },
         );
         if let Some(record) = self.droplets.get_mut(name) {
@@ -131,6 +146,33 @@ impl ClusterState {
         }
         let msg = format!("recovery of {name}: {}", phase.name());
         self.event(log_index, at_ms, msg);
+        Response::Applied
+    }
+
+    /// Stores the saga record of the open recovery of `name` if `fencing`
+    /// is the recovery's current token.
+    pub(super) fn save_saga(
+        &mut self,
+        name: &str,
+        fencing: FencingToken,
+        record: &str,
+    ) -> Response {
+        let Some(recovery) = self.recoveries.get_mut(name) else {
+            return rejected(format!("droplet {name}: no recovery"));
+        };
+        if fencing != recovery.fencing {
+            return rejected(format!(
+                "droplet {name}: fencing token {fencing} does not match the recovery's {}",
+                recovery.fencing
+            ));
+        }
+        if !recovery.is_open() {
+            return rejected(format!("droplet {name}: recovery already finished"));
+        }
+        if recovery.saga.as_deref() == Some(record) {
+            return Response::Unchanged;
+        }
+        recovery.saga = Some(record.to_string());
         Response::Applied
     }
 }

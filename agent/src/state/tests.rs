@@ -320,3 +320,45 @@ fn removing_a_droplet_ends_its_recovery_and_history() {
     assert_eq!(s.apply(&upsert("web1", 0), 5, 1), Response::Applied);
     opened(&s.apply(&confirm("web1", 0, 30), 6, 1));
 }
+
+#[test]
+fn save_saga_needs_the_current_fencing_token_and_an_open_recovery() {
+    let mut s = ClusterState::default();
+    s.apply(&upsert("web1", 1), 1, 1);
+    let token = opened(&s.apply(&confirm("web1", 1, 10), 2, 1));
+    let save = |fencing, record: &str| {
+        env(Command::SaveSaga {
+            name: "web1".into(),
+            fencing,
+            record: record.into(),
+            at_ms: 20,
+        })
+    };
+    assert_eq!(s.apply(&save(token, "{\"a\":1}"), 3, 1), Response::Applied);
+    assert_eq!(
+        s.apply(&save(token, "{\"a\":1}"), 4, 1),
+        Response::Unchanged
+    );
+    assert_eq!(s.recoveries["web1"].saga.as_deref(), Some("{\"a\":1}"));
+    let stale = FencingToken { term: 1, index: 1 };
+    assert!(s.apply(&save(stale, "{\"b\":2}"), 5, 1).is_rejected());
+    assert_eq!(s.recoveries["web1"].saga.as_deref(), Some("{\"a\":1}"));
+    s.apply(&step("web1", token, RecoveryPhase::Done), 6, 1);
+    assert!(s.apply(&save(token, "{\"c\":3}"), 7, 1).is_rejected());
+}
+
+#[test]
+fn a_new_failure_remembers_when_earlier_recoveries_started() {
+    let mut s = ClusterState::default();
+    s.apply(&upsert("web1", 1), 1, 1);
+    let mut index = 2;
+    for generation in 1..=(MAX_RECOVERY_HISTORY as u64 + 3) {
+        let token = opened(&s.apply(&confirm("web1", generation, generation * 100), index, 1));
+        s.apply(&step("web1", token, RecoveryPhase::Done), index + 1, 1);
+        index += 2;
+    }
+    let r = &s.recoveries["web1"];
+    assert_eq!(r.earlier_starts_ms.len(), MAX_RECOVERY_HISTORY);
+    assert_eq!(r.earlier_starts_ms.last(), Some(&(r.started_at_ms - 100)));
+    assert_eq!(r.saga, None, "a new recovery starts without a saga record");
+}

@@ -1,0 +1,163 @@
+//! An agent that can orchestrate: when its bootstrap shipped the CA key and
+//! the cloud API token, the node runs with the [`OrchestratorHandler`] and
+//! the leader-side recovery runner ([`Healer`]).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use openraft::ServerState;
+use tokio_util::sync::CancellationToken;
+
+use super::{ClusterIdentity, Healer, MembershipJoins, NodeRuntime, OrchestratorHandler, Waits};
+use crate::bootstrap::{api_token_path, ca_key_path};
+use crate::config::AgentConfig;
+use crate::membership::GossipKey;
+use crate::node::{NodeDeps, NodeError};
+use crate::provider::{DEFAULT_BASE_URL, DoClient, DoConfig, ProviderError, Secret};
+use crate::recovery::{LogNotifier, RecoveryPolicy, SagaTiming};
+use crate::tls::{Ca, TlsError};
+
+/// Base image of droplets the leader creates.
+pub const DEFAULT_BASE_IMAGE: &str = "ubuntu-24-04-x64";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Key(#[from] crate::membership::KeyError),
+    #[error(transparent)]
+    Provider(#[from] Box<ProviderError>),
+    #[error("environment variable {name} has invalid value `{value}`: expected a number")]
+    Invalid { name: &'static str, value: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Environment variable overriding the flapping limit (recoveries of one
+/// droplet per hour; default 3), e.g. for benchmarks.
+pub const MAX_RECOVERIES_ENV: &str = "INFRA_AGENT_MAX_RECOVERIES";
+
+fn max_recoveries() -> Result<usize, SetupError> {
+    match std::env::var(MAX_RECOVERIES_ENV) {
+        Err(_) => Ok(RecoveryPolicy::default().max_recoveries),
+        Ok(v) => v.parse().map_err(|_| SetupError::Invalid {
+            name: MAX_RECOVERIES_ENV,
+            value: v,
+        }),
+    }
+}
+
+/// What an orchestrating agent runs with.
+pub struct LeaderSetup {
+    pub provider: Arc<DoClient>,
+    pub identity: Arc<ClusterIdentity>,
+    pub policy: RecoveryPolicy,
+    pub timing: SagaTiming,
+    pub waits: Waits,
+}
+
+impl LeaderSetup {
+    /// `Some` when the CA key and API token sit next to the agent's CA
+    /// certificate; `api_url` defaults to DigitalOcean's.
+    pub fn from_files(
+        config: &AgentConfig,
+        api_url: Option<&str>,
+    ) -> Result<Option<LeaderSetup>, SetupError> {
+        let (key_path, token_path) = (ca_key_path(config), api_token_path(config));
+        if !key_path.exists() || !token_path.exists() {
+            return Ok(None);
+        }
+        let ca = Ca::load(&config.tls.ca_cert, &key_path, &config.cluster_id)?;
+        let token = std::fs::read_to_string(&token_path).map_err(|source| SetupError::Read {
+            path: token_path.clone(),
+            source,
+        })?;
+        let token = Secret::new(token.trim());
+        let provider = DoClient::new(DoConfig::new(
+            api_url.unwrap_or(DEFAULT_BASE_URL),
+            token.clone(),
+        ))
+        .map_err(Box::new)?;
+        Ok(Some(LeaderSetup {
+            provider: Arc::new(provider),
+            identity: Arc::new(ClusterIdentity {
+                cluster_id: config.cluster_id.clone(),
+                ca: Arc::new(ca),
+                gossip_key: GossipKey::load(&config.gossip_key_file)?,
+                grpc_port: config.grpc_advertise.port(),
+                gossip_port: config.gossip_advertise.port(),
+                base_image: DEFAULT_BASE_IMAGE.to_string(),
+                ssh_key_ids: Vec::new(),
+                api_token: Some(token),
+            }),
+            policy: RecoveryPolicy {
+                max_recoveries: max_recoveries()?,
+                ..RecoveryPolicy::default()
+            },
+            timing: SagaTiming {
+                poll: Duration::from_millis(250),
+                ..SagaTiming::default()
+            },
+            waits: Waits::default(),
+        }))
+    }
+}
+
+/// Runs the agent until `shutdown`; with a [`LeaderSetup`] it serves the
+/// orchestrating control calls and recovers confirmed failures while it
+/// is the Raft leader.
+pub async fn run_agent(
+    config: AgentConfig,
+    setup: Option<LeaderSetup>,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    let Some(setup) = setup else {
+        return crate::node::run(config, shutdown).await;
+    };
+    let runtime = Arc::new(OnceLock::new());
+    let handler = OrchestratorHandler {
+        runtime: runtime.clone(),
+        provider: setup.provider.clone(),
+        identity: setup.identity.clone(),
+        waits: setup.waits,
+        spec_dir: config.data_dir.join("spec"),
+        snapshots_kept: setup.policy.snapshots_kept,
+    };
+    let deps = NodeDeps {
+        control: Some(Arc::new(handler)),
+        ..NodeDeps::default()
+    };
+    let node = crate::node::start(config, deps, shutdown.clone()).await?;
+    let consensus = node.consensus().clone();
+    let _ = runtime.set(NodeRuntime {
+        consensus: consensus.clone(),
+        joins: MembershipJoins::new(node.view()),
+    });
+    let healer = Arc::new(Healer {
+        provider: setup.provider.clone(),
+        store: Arc::new(consensus.clone()),
+        joins: Arc::new(MembershipJoins::new(node.view())),
+        notifier: Arc::new(LogNotifier),
+        identity: setup.identity.clone(),
+        policy: setup.policy.clone(),
+        timing: setup.timing.clone(),
+    });
+    let stop_healer = CancellationToken::new();
+    let leader = consensus.clone();
+    let healer_task = tokio::spawn(healer.run(
+        consensus.subscribe_applied(),
+        move || leader.metrics().state == ServerState::Leader,
+        Duration::from_secs(5),
+        stop_healer.clone(),
+    ));
+    let result = node.wait().await;
+    stop_healer.cancel();
+    if let Err(e) = healer_task.await {
+        tracing::error!(error = %e, "recovery runner panicked");
+    }
+    result
+}

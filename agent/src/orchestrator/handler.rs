@@ -1,0 +1,265 @@
+//! The leader's [`ControlHandler`]: ApplySpec runs [`apply_spec`]; Scale,
+//! AddProject and RemoveProject edit the last applied spec (kept in the
+//! agent's data dir) and apply it; Cleanup runs `recovery::run_cleanup`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+
+use super::{ApplyDeps, ClusterIdentity, MembershipJoins, ProgressEvent, Waits, apply_spec};
+use crate::api::handler::{
+    AddProject, ApplySpec, Cleanup, ControlError, ControlHandler, Deploy, Outcome, ProgressSink,
+    Recover, RemoveProject, Rollback, Scale,
+};
+use crate::consensus::Consensus;
+use crate::plan::PlanOptions;
+use crate::provider::CloudProvider;
+use crate::recovery::{KnownState, SYSTEM_TAG, run_cleanup};
+use crate::spec::{Spec, parse_spec};
+
+/// What exists only once the node runs (filled after `node::start`).
+pub struct NodeRuntime {
+    pub consensus: Consensus,
+    pub joins: MembershipJoins,
+}
+
+/// The orchestrating control handler.
+pub struct OrchestratorHandler {
+    pub runtime: Arc<OnceLock<NodeRuntime>>,
+    pub provider: Arc<dyn CloudProvider>,
+    pub identity: Arc<ClusterIdentity>,
+    pub waits: Waits,
+    /// Directory holding the last applied `infrastructure.json` and
+    /// `deployment_config.json`.
+    pub spec_dir: PathBuf,
+    /// Snapshots kept per droplet by cleanup.
+    pub snapshots_kept: usize,
+}
+
+const INFRA: &str = "infrastructure.json";
+const DEPLOY: &str = "deployment_config.json";
+
+fn failed(e: impl std::fmt::Display) -> ControlError {
+    ControlError::Failed(e.to_string())
+}
+
+impl OrchestratorHandler {
+    fn runtime(&self) -> Result<&NodeRuntime, ControlError> {
+        self.runtime
+            .get()
+            .ok_or(ControlError::NotAvailable("orchestrator (agent starting)"))
+    }
+
+    fn read(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.spec_dir.join(name)).ok()
+    }
+
+    async fn apply_texts(
+        &self,
+        infra: &str,
+        deployment: Option<&str>,
+        opts: PlanOptions,
+        progress: &ProgressSink,
+    ) -> Result<Outcome, ControlError> {
+        let (infra_file, deploy) =
+            parse_spec(infra, Path::new(INFRA), deployment, Path::new(DEPLOY))
+                .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let spec = Spec {
+            infrastructure: infra_file.infrastructure_spec,
+            deployment: deploy,
+        };
+        std::fs::create_dir_all(&self.spec_dir).map_err(failed)?;
+        crate::spec::write_atomic(&self.spec_dir.join(INFRA), infra.as_bytes()).map_err(failed)?;
+        if let Some(d) = deployment {
+            crate::spec::write_atomic(&self.spec_dir.join(DEPLOY), d.as_bytes()).map_err(failed)?;
+        }
+        let rt = self.runtime()?;
+        let deps = ApplyDeps {
+            provider: self.provider.as_ref(),
+            state: &rt.consensus,
+            joins: &rt.joins,
+            identity: &self.identity,
+            waits: self.waits,
+        };
+        let sink = |e: ProgressEvent| progress.step(format!("{}: {}", e.step, e.message));
+        let report = apply_spec(&spec, &opts, &deps, &sink)
+            .await
+            .map_err(failed)?;
+        Ok(Outcome {
+            message: format!(
+                "{} created, {} adopted, {} deleted",
+                report.created.len(),
+                report.adopted.len(),
+                report.deleted.len()
+            ),
+            result: Some(serde_json::json!({
+                "version": 1,
+                "created": report.created,
+                "adopted": report.adopted,
+                "deleted": report.deleted,
+                "topology_committed": report.topology_committed,
+            })),
+        })
+    }
+
+    /// Edits the last applied spec with `edit`, then applies it.
+    async fn edit_and_apply(
+        &self,
+        edit: impl FnOnce(&Path) -> Result<(), ControlError>,
+        opts: PlanOptions,
+        progress: &ProgressSink,
+    ) -> Result<Outcome, ControlError> {
+        if self.read(INFRA).is_none() {
+            return Err(ControlError::Invalid(
+                "no spec was applied on this leader yet: run `infractl orchestrate` first".into(),
+            ));
+        }
+        edit(&self.spec_dir.join(INFRA))?;
+        let infra = self.read(INFRA).unwrap_or_default();
+        let deployment = self.read(DEPLOY);
+        self.apply_texts(&infra, deployment.as_deref(), opts, progress)
+            .await
+    }
+}
+
+#[async_trait]
+impl ControlHandler for OrchestratorHandler {
+    async fn apply_spec(
+        &self,
+        req: ApplySpec,
+        progress: ProgressSink,
+    ) -> Result<Outcome, ControlError> {
+        let deployment = Some(req.deployment_json.as_str()).filter(|d| !d.trim().is_empty());
+        let opts = PlanOptions {
+            allow_destroy: req.allow_destroy,
+            force: req.force,
+        };
+        self.apply_texts(&req.infrastructure_json, deployment, opts, &progress)
+            .await
+    }
+
+    async fn scale(&self, req: Scale, progress: ProgressSink) -> Result<Outcome, ControlError> {
+        let opts = PlanOptions {
+            allow_destroy: true,
+            force: false,
+        };
+        self.edit_and_apply(
+            |path| {
+                crate::spec::scale(path, &req.project, req.web_droplets)
+                    .map(|_| ())
+                    .map_err(|e| ControlError::Invalid(e.to_string()))
+            },
+            opts,
+            &progress,
+        )
+        .await
+    }
+
+    async fn add_project(
+        &self,
+        req: AddProject,
+        progress: ProgressSink,
+    ) -> Result<Outcome, ControlError> {
+        self.edit_and_apply(
+            |path| {
+                crate::spec::add_project(
+                    path,
+                    &req.name,
+                    &req.environments,
+                    req.web_droplets,
+                    &req.size,
+                )
+                .map_err(|e| ControlError::Invalid(e.to_string()))
+            },
+            PlanOptions::default(),
+            &progress,
+        )
+        .await
+    }
+
+    async fn remove_project(
+        &self,
+        req: RemoveProject,
+        progress: ProgressSink,
+    ) -> Result<Outcome, ControlError> {
+        let opts = PlanOptions {
+            allow_destroy: req.allow_destroy,
+            force: false,
+        };
+        self.edit_and_apply(
+            |path| {
+                crate::spec::remove_project(path, &req.name)
+                    .map(|_| ())
+                    .map_err(|e| ControlError::Invalid(e.to_string()))
+            },
+            opts,
+            &progress,
+        )
+        .await
+    }
+
+    async fn recover(&self, _: Recover, _: ProgressSink) -> Result<Outcome, ControlError> {
+        Err(ControlError::NotAvailable("Recover (manual saga)"))
+    }
+
+    async fn deploy(&self, _: Deploy, _: ProgressSink) -> Result<Outcome, ControlError> {
+        Err(ControlError::NotAvailable("Deploy"))
+    }
+
+    async fn rollback(&self, _: Rollback, _: ProgressSink) -> Result<Outcome, ControlError> {
+        Err(ControlError::NotAvailable("Rollback"))
+    }
+
+    async fn cleanup(&self, req: Cleanup, progress: ProgressSink) -> Result<Outcome, ControlError> {
+        let rt = self.runtime()?;
+        let state = rt.consensus.read_state(true).await.map_err(failed)?;
+        let known = KnownState {
+            droplet_ids: state
+                .droplets
+                .values()
+                .filter_map(|d| d.provider_id)
+                .collect(),
+            open_saga_tags: state
+                .recoveries
+                .values()
+                .filter(|r| r.is_open())
+                .map(|r| {
+                    crate::recovery::FencingToken {
+                        term: r.fencing.term,
+                        index: r.fencing.index,
+                    }
+                    .tag()
+                })
+                .collect(),
+        };
+        let report = run_cleanup(
+            self.provider.as_ref(),
+            SYSTEM_TAG,
+            &known,
+            self.snapshots_kept,
+            req.dry_run,
+        )
+        .await
+        .map_err(failed)?;
+        for d in &report.planned {
+            progress.step(format!(
+                "{} {d:?}",
+                if req.dry_run {
+                    "would delete"
+                } else {
+                    "delete"
+                }
+            ));
+        }
+        Ok(Outcome {
+            message: format!(
+                "{} planned, {} deleted{}",
+                report.planned.len(),
+                report.deleted.len(),
+                if req.dry_run { " (dry run)" } else { "" }
+            ),
+            result: serde_json::to_value(&report.planned).ok(),
+        })
+    }
+}

@@ -1,0 +1,35 @@
+//! Whether a droplet's agent joined, as gossip membership sees it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::membership::MembershipView;
+use crate::recovery::JoinWatcher;
+
+/// A [`JoinWatcher`] over this agent's membership view: the agent named
+/// `droplet` is live with generation `generation` or newer.
+pub struct MembershipJoins {
+    view: watch::Receiver<Arc<MembershipView>>,
+}
+
+impl MembershipJoins {
+    pub fn new(view: watch::Receiver<Arc<MembershipView>>) -> Self {
+        MembershipJoins { view }
+    }
+}
+
+/// The pure check behind [`MembershipJoins`].
+pub fn has_joined(view: &MembershipView, droplet: &str, generation: u64) -> bool {
+    view.members
+        .get(droplet)
+        .is_some_and(|m| m.live && m.info.generation >= generation)
+}
+
+#[async_trait]
+impl JoinWatcher for MembershipJoins {
+    async fn joined(&self, droplet: &str, generation: u64) -> bool {
+        has_joined(&self.view.borrow(), droplet, generation)
+    }
+}
