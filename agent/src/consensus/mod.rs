@@ -164,9 +164,12 @@ impl Consensus {
         let shared = sm.shared();
         let id = info.id();
         let network = Network::new(id, channels);
+        let metrics_slot = network.metrics_slot();
         let raft = Raft::new(id, raft_config, network, log, sm)
             .await
             .map_err(raft_err)?;
+        // Only this call fills the slot, once.
+        let _ = metrics_slot.set(raft.metrics());
         let stopper = raft.clone();
         let (done_tx, done) = watch::channel(false);
         let task = tokio::spawn(async move {

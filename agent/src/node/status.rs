@@ -12,6 +12,7 @@ use crate::consensus::Consensus;
 use crate::health::{Assignment, HealthSnapshot, Suspicion};
 use crate::membership::{AuthCounts, AuthStats, HealthDigest, MembershipView, Presence};
 use crate::quorum::ConfirmedFailure;
+use crate::traffic::{Traffic, TrafficCounts};
 
 /// Version of the status JSON document.
 pub const STATUS_VERSION: u32 = 1;
@@ -87,6 +88,9 @@ pub struct NodeStatus {
     pub confirmed_failures: Vec<ConfirmedStatus>,
     pub local: HealthSnapshot,
     pub gossip_auth: AuthCounts,
+    /// Bytes by class: gossip datagrams, and the gRPC connections this
+    /// agent opened for health calls and for Raft.
+    pub traffic: TrafficCounts,
 }
 
 /// Everything the snapshot is computed from.
@@ -98,6 +102,7 @@ pub struct StatusSource {
     pub health: watch::Receiver<HealthSnapshot>,
     pub confirmed: watch::Receiver<Vec<ConfirmedFailure>>,
     pub auth: Arc<AuthStats>,
+    pub traffic: Arc<Traffic>,
     pub consensus: Consensus,
 }
 
@@ -188,6 +193,7 @@ impl StatusSource {
                 .collect(),
             local: health,
             gossip_auth: self.auth.counts(),
+            traffic: self.traffic.counts(),
         }
     }
 }
