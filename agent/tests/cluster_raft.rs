@@ -95,7 +95,7 @@ fn agreed_leader(cluster: &Cluster, members: usize) -> Option<String> {
     let mut leader = None;
     for i in running(cluster) {
         let m = cluster.node(i).consensus().metrics();
-        if m.nodes.len() != members || m.voters.len() != want_voters {
+        if m.nodes.len() != members || m.voters.len() != want_voters || !m.uniform {
             return None;
         }
         let name = m

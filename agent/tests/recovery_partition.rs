@@ -98,8 +98,10 @@ async fn isolated_leader_never_calls_the_cloud_and_the_majority_recovers_once() 
     let mut cluster = Cluster::start(3, 140).await;
     let all = [0, 1, 2];
     wait_for("a leader of three voters", Duration::from_secs(30), || {
-        leader_of(&cluster, &all)
-            .is_some_and(|l| cluster.node(l).consensus().metrics().voters.len() == 3)
+        leader_of(&cluster, &all).is_some_and(|l| {
+            let m = cluster.node(l).consensus().metrics();
+            m.voters.len() == 3 && m.uniform
+        })
     })
     .await;
     let lead = leader_of(&cluster, &all).unwrap();

@@ -536,7 +536,7 @@ async fn lossy_soak(args: &Args) -> anyhow::Result<()> {
     let settle = Instant::now();
     while !nodes.iter().all(|n| {
         let m = n.consensus().metrics();
-        m.nodes.len() == args.agents && m.voters.len() == voters && m.leader.is_some()
+        m.nodes.len() == args.agents && m.voters.len() == voters && m.uniform && m.leader.is_some()
     }) {
         if settle.elapsed() > Duration::from_secs(60) {
             bail!("in-process cluster did not settle in 60 s");

@@ -128,6 +128,9 @@ pub struct ConsensusMetrics {
     pub leader: Option<NodeId>,
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
+    /// The membership is a single configuration, not a joint one in the
+    /// middle of a change (in a joint one, both majorities are needed).
+    pub uniform: bool,
     /// All members (voters and learners) with their info.
     pub nodes: BTreeMap<NodeId, NodeInfo>,
 }
@@ -422,6 +425,7 @@ impl Consensus {
             leader: m.current_leader,
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
+            uniform: membership.get_joint_config().len() == 1,
             nodes: membership.nodes().map(|(id, n)| (*id, n.clone())).collect(),
         }
     }

@@ -172,7 +172,9 @@ impl ClusterLink {
             }
         }
         let chosen: BTreeSet<NodeId> = chosen.into_iter().collect();
-        if chosen != m.voters {
+        // A change interrupted half-way (its caller cancelled, e.g. a Join
+        // whose client gave up) leaves a joint configuration: finish it.
+        if chosen != m.voters || !m.uniform {
             tracing::info!(voters = ?names(&m.nodes, &chosen), "changing Raft voters");
             self.consensus.change_voters(chosen).await?;
         }
@@ -214,10 +216,16 @@ pub async fn join(
     };
     let mut attempt: u64 = 0;
     let started = tokio::time::Instant::now();
+    let mut metrics = link.consensus.raft_metrics();
     loop {
         let m = link.consensus.metrics();
         if m.leader == Some(m.id) {
             tracing::info!(node = %me.name, "leads the Raft group");
+            allow();
+            return;
+        }
+        if admitted(&m, &me) {
+            tracing::info!(node = %me.name, "a leader replicates to this agent");
             allow();
             return;
         }
@@ -248,7 +256,37 @@ pub async fn join(
             };
             match link.control_client(&peer.to_string()) {
                 Ok(mut client) => {
-                    match tokio::time::timeout(JOIN_TIMEOUT, client.join(req)).await {
+                    let join = tokio::time::timeout(JOIN_TIMEOUT, client.join(req));
+                    // The reply may come late (the leader waits for catch-up,
+                    // or dies meanwhile): replication from a leader that
+                    // counts this agent as a member is admission enough.
+                    // (Judged on the value the watch lends: borrowing the
+                    // metrics again inside would deadlock with their writer.)
+                    let replicated = async {
+                        let _ = metrics
+                            .wait_for(|raw| {
+                                let member = raw
+                                    .membership_config
+                                    .membership()
+                                    .get_node(&raw.id)
+                                    .is_some_and(|n| n.addr == me.addr);
+                                member && raw.current_leader.is_some_and(|l| l != raw.id)
+                            })
+                            .await;
+                    };
+                    tokio::pin!(join);
+                    let answer = tokio::select! {
+                        answer = &mut join => answer,
+                        _ = replicated => {
+                            // Admitted: campaigning is safe from now on. The
+                            // reply is still awaited (dropping the call would
+                            // cancel the leader's admission half-way).
+                            allow();
+                            join.await
+                        }
+                        _ = shutdown.cancelled() => return,
+                    };
+                    match answer {
                         Ok(Ok(reply)) => {
                             let r = reply.into_inner();
                             tracing::info!(leader = %r.leader, voter = r.voter, "joined the Raft group");
@@ -272,6 +310,13 @@ pub async fn join(
             _ = tokio::time::sleep(JOIN_RETRY) => {}
         }
     }
+}
+
+/// Whether a leader other than this agent replicates to it while counting
+/// it as a member at its current address. (A droplet restored from an old
+/// snapshot starts with no known leader: the current one removed it.)
+fn admitted(m: &crate::consensus::ConsensusMetrics, me: &NodeInfo) -> bool {
+    m.leader.is_some_and(|l| l != m.id) && m.nodes.get(&m.id).is_some_and(|n| n.addr == me.addr)
 }
 
 /// On the leader: keeps the voter set balanced as members come and go
