@@ -9,8 +9,10 @@ pub mod release_log;
 pub mod releases;
 pub mod reproduce;
 pub mod rollout;
+pub mod sealed;
 pub mod secrets;
 pub mod service;
+pub mod state_log;
 pub mod version;
 
 pub use secrets::{MissingSecret, SecretValue, resolve_secrets};

@@ -8,9 +8,13 @@ use std::time::Duration;
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterIdentity, Healer, MembershipJoins, NodeRuntime, OrchestratorHandler, Waits};
+use super::{
+    ClusterIdentity, DeploySettings, Healer, LeaderDeploys, MembershipJoins, NodeRuntime,
+    OrchestratorHandler, Waits,
+};
 use crate::bootstrap::{api_token_path, ca_key_path};
 use crate::config::AgentConfig;
+use crate::deploy::sealed::SecretsKey;
 use crate::membership::GossipKey;
 use crate::node::{NodeDeps, NodeError};
 use crate::provider::{DEFAULT_BASE_URL, DoClient, DoConfig, ProviderError, Secret};
@@ -126,6 +130,15 @@ pub async fn run_agent(
         waits: setup.waits,
         spec_dir: config.data_dir.join("spec"),
         snapshots_kept: setup.policy.snapshots_kept,
+        deploys: Some(Arc::new(LeaderDeploys::new(
+            DeploySettings {
+                nginx: config.nginx.clone(),
+                lb_listen: config.lb_listen,
+                advertise_ip: config.grpc_advertise.ip(),
+                data_dir: config.data_dir.clone(),
+            },
+            SecretsKey::derive(&setup.identity.gossip_key),
+        ))),
     };
     let deps = NodeDeps {
         control: Some(Arc::new(handler)),
