@@ -2,7 +2,8 @@
 //! `infra-agent` processes behind the droplets (master + two web
 //! droplets), the real `infractl` binary, the local Docker engine and the
 //! leader's own nginx. deploy-uat goes through an agent that is not the
-//! leader (forwarded), traffic through nginx reaches the service, a rolling
+//! leader (forwarded), images reach the droplets' agents through their
+//! `Images` gRPC service, traffic through nginx reaches the service, a rolling
 //! redeploy under a bounded request loop loses no request, deploy-prod
 //! runs UAT's image ids, rollback puts the previous release back, and the
 //! secret is readable in the container but absent from `docker inspect`,
@@ -136,12 +137,10 @@ fn droplet_logs(root: &Path) -> String {
     let dir = root.join(".infra/cloud/droplets");
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let log = std::fs::read_to_string(entry.path().join("output.log")).unwrap_or_default();
+        // Up to a backtrace (the error and its causes, not the frames).
         let lines: Vec<&str> = log
             .lines()
-            .filter(|l| {
-                let t = l.trim_start();
-                !t.starts_with("at ") && !t.split(':').next().is_some_and(|n| n.parse::<u32>().is_ok())
-            })
+            .take_while(|l| !l.to_lowercase().starts_with("stack backtrace"))
             .collect();
         text.push_str(&format!("--- {}\n", entry.path().display()));
         text.push_str(&lines[lines.len().saturating_sub(15)..].join("\n"));
@@ -305,6 +304,12 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     assert!(run.ok, "deploy-uat:\n{}\n{}", run.stdout, run.stderr);
     let first_deploy = started.elapsed();
     assert!(run.stderr.contains("==> building web"), "{}", run.stderr);
+    // Images reach each droplet's agent over gRPC (save -> mTLS -> load,
+    // id checked), not through a registry.
+    for n in [1, 2] {
+        let line = format!("==> delivering web image to {project}-web{n}");
+        assert!(run.stderr.contains(&line), "{}", run.stderr);
+    }
     let uat1: Value = serde_json::from_str(&run.stdout).unwrap();
     let tag1 = uat1["tag"].as_str().unwrap().to_string();
     assert!(tag1.starts_with("v1.2.0-uat-"), "{tag1}");

@@ -3,6 +3,7 @@
 //! bookkeeping (what to keep, what to roll back to).
 
 pub mod cutover;
+pub mod delivery;
 pub mod git;
 pub mod pipeline;
 pub mod release_log;

@@ -19,7 +19,7 @@ use crate::membership::GossipKey;
 use crate::node::{NodeDeps, NodeError};
 use crate::provider::{DEFAULT_BASE_URL, DoClient, DoConfig, ProviderError, Secret};
 use crate::recovery::{LogNotifier, RecoveryPolicy, SagaTiming};
-use crate::tls::{Ca, TlsError};
+use crate::tls::{Ca, TlsError, TlsMaterial};
 
 /// Base image of droplets the leader creates.
 pub const DEFAULT_BASE_IMAGE: &str = "ubuntu-24-04-x64";
@@ -136,6 +136,14 @@ pub async fn run_agent(
                 lb_listen: config.lb_listen,
                 advertise_ip: config.grpc_advertise.ip(),
                 data_dir: config.data_dir.clone(),
+                grpc_port: config.grpc_advertise.port(),
+                tls: TlsMaterial::load(
+                    &config.tls.ca_cert,
+                    &config.tls.node_cert,
+                    &config.tls.node_key,
+                )
+                .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+                .client_config(),
             },
             SecretsKey::derive(&setup.identity.gossip_key),
         ))),

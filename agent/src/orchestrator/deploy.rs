@@ -12,9 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tonic::transport::ClientTlsConfig;
+
 use crate::api::handler::{ControlError, Deploy, Outcome, ProgressSink, Rollback};
 use crate::deploy::cutover::{CutoverConfig, HttpProbe};
 use crate::deploy::pipeline::{DeployRequest, Droplet, Pipeline, PipelineConfig, Progress, Source};
+use crate::deploy::delivery::PushingRuntime;
 use crate::deploy::sealed::SecretsKey;
 use crate::deploy::secrets::candidate_vars;
 use crate::deploy::state_log::StateReleaseLog;
@@ -35,6 +38,10 @@ pub struct DeploySettings {
     pub advertise_ip: IpAddr,
     /// Data directory: `lb/` (nginx prefix) and `deploy/` (clones).
     pub data_dir: PathBuf,
+    /// The agents' gRPC port (images are pushed to `<droplet ip>:<port>`).
+    pub grpc_port: u16,
+    /// mTLS to the other agents (image delivery).
+    pub tls: ClientTlsConfig,
 }
 
 /// The leader's deploy machinery (lazily started).
@@ -179,7 +186,7 @@ impl LeaderDeploys {
         let lb = self.lb(store).await?.clone();
         let engine = self.engine().await?;
         let shared: Arc<dyn ContainerRuntime> = Arc::new(engine.clone());
-        let droplets = droplets(&state, &shared);
+        let droplets = droplets(&state, &shared, &self.settings);
         let releases = StateReleaseLog { store };
         let steps = Steps(progress);
         let pipeline = Pipeline {
@@ -304,8 +311,13 @@ fn deployment_config(text: &str, spec_dir: &Path) -> Result<DeploymentConfig, Co
         .map_err(|e| ControlError::Invalid(e.to_string()))
 }
 
-/// Every droplet of the state with an address, on the shared engine.
-fn droplets(state: &ClusterState, engine: &Arc<dyn ContainerRuntime>) -> BTreeMap<String, Droplet> {
+/// Every droplet of the state with an address: containers on the shared
+/// engine, images pushed to the droplet's agent.
+fn droplets(
+    state: &ClusterState,
+    engine: &Arc<dyn ContainerRuntime>,
+    settings: &DeploySettings,
+) -> BTreeMap<String, Droplet> {
     state
         .topology
         .droplets
@@ -322,7 +334,11 @@ fn droplets(state: &ClusterState, engine: &Arc<dyn ContainerRuntime>) -> BTreeMa
                 Droplet {
                     name: name.clone(),
                     address,
-                    runtime: engine.clone(),
+                    runtime: Arc::new(PushingRuntime::new(
+                        engine.clone(),
+                        SocketAddr::new(address, settings.grpc_port).to_string(),
+                        settings.tls.clone(),
+                    )),
                 },
             ))
         })
