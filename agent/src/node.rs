@@ -31,9 +31,9 @@ use crate::api::handler::{ControlHandler, Unavailable};
 use crate::api::health::HealthApi;
 use crate::api::images::ImagesApi;
 use crate::api::raft::RaftService;
-use crate::deploy::delivery::EngineLoader;
 use crate::config::AgentConfig;
 use crate::consensus::{Consensus, ConsensusConfig, ConsensusError};
+use crate::deploy::delivery::EngineLoader;
 use crate::fault::FaultSwitch;
 use crate::health::{
     Aggregator, Assignment, BroadcastVotes, GrpcProber, HealthSnapshot, MonitorConfig, Prober,

@@ -291,14 +291,23 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
         if known {
             break;
         }
-        assert!(Instant::now() < deadline, "{follower} does not know the leader: {}", run.stdout);
+        assert!(
+            Instant::now() < deadline,
+            "{follower} does not know the leader: {}",
+            run.stdout
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // deploy-uat through the follower.
     let started = Instant::now();
     let run = infractl(args(&[
-        "-o", "json", "deploy-uat", &project, "--endpoint", &follower,
+        "-o",
+        "json",
+        "deploy-uat",
+        &project,
+        "--endpoint",
+        &follower,
     ]))
     .await;
     assert!(run.ok, "deploy-uat:\n{}\n{}", run.stdout, run.stderr);
@@ -320,7 +329,11 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
         .parse()
         .unwrap();
     let uat_path = format!("/{project}/uat/web/version");
-    assert!(body_is(&get(lb, &uat_path), "v1\n"), "{:?}", get(lb, &uat_path));
+    assert!(
+        body_is(&get(lb, &uat_path), "v1\n"),
+        "{:?}",
+        get(lb, &uat_path)
+    );
 
     // Status names the balancer and the live release.
     let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
@@ -328,18 +341,31 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     assert_eq!(status["load_balancer"], format!("http://{lb}").as_str());
     assert_eq!(status["releases"][format!("{project}/uat")], tag1.as_str());
     let run = infractl(args(&["status"])).await;
-    assert!(run.stdout.contains(&format!("load balancer: http://{lb}")), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("load balancer: http://{lb}")),
+        "{}",
+        run.stdout
+    );
 
     // The secret: a file in the container, not in its config.
     let web = docker(&[
-        "ps", "-q", "--filter", &format!("label=infra.project={project}"),
-        "--filter", "label=infra.environment=uat", "--filter", "label=infra.service=web",
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=infra.project={project}"),
+        "--filter",
+        "label=infra.environment=uat",
+        "--filter",
+        "label=infra.service=web",
     ]);
     let web: Vec<&str> = web.split_whitespace().collect();
     assert_eq!(web.len(), 2, "one web container per droplet: {web:?}");
     for id in &web {
         assert_eq!(docker(&["exec", id, "cat", "/run/secrets/api_key"]), secret);
-        assert!(!docker(&["inspect", id]).contains(&secret), "secret in docker inspect");
+        assert!(
+            !docker(&["inspect", id]).contains(&secret),
+            "secret in docker inspect"
+        );
     }
 
     // v2 (a new release version), rolled out under a bounded request loop.
@@ -374,7 +400,13 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     let uat2: Value = serde_json::from_str(&run.stdout).unwrap();
     let tag2 = uat2["tag"].as_str().unwrap().to_string();
     assert!(tag2.starts_with("v1.3.0-uat-"), "{tag2}");
-    assert!(failed.is_empty(), "{} failed of {}: {:?}", failed.len(), ok + failed.len() as u32, &failed[..failed.len().min(3)]);
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len() as u32,
+        &failed[..failed.len().min(3)]
+    );
     assert!(v2 > 0 && ok > 20, "the loop ran ({ok} ok, {v2} from v2)");
     assert!(body_is(&get(lb, &uat_path), "v2\n"));
     eprintln!(
@@ -389,16 +421,36 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     );
 
     // Prod runs the very images UAT ran for the tag.
-    let run = infractl(args(&["-o", "json", "deploy-prod", &project, "--tag", &tag2])).await;
+    let run = infractl(args(&[
+        "-o",
+        "json",
+        "deploy-prod",
+        &project,
+        "--tag",
+        &tag2,
+    ]))
+    .await;
     assert!(run.ok, "deploy-prod:\n{}\n{}", run.stdout, run.stderr);
     let prod: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(prod["env"], "prod");
     assert_eq!(prod["images"], uat2["images"], "prod runs uat's image ids");
     assert_eq!(prod["build_ms"], 0);
-    assert!(body_is(&get(lb, &format!("/{project}/prod/web/version")), "v2\n"));
+    assert!(body_is(
+        &get(lb, &format!("/{project}/prod/web/version")),
+        "v2\n"
+    ));
 
     // Rollback of uat: back to v1 at once, with the stored (sealed) secret.
-    let run = infractl(args(&["-o", "json", "rollback", &project, "uat", "--endpoint", &follower])).await;
+    let run = infractl(args(&[
+        "-o",
+        "json",
+        "rollback",
+        &project,
+        "uat",
+        "--endpoint",
+        &follower,
+    ]))
+    .await;
     assert!(run.ok, "rollback:\n{}\n{}", run.stdout, run.stderr);
     let back: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(back["tag"], tag1.as_str());
@@ -414,7 +466,10 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     let leaked = files_containing(&root.path().join(".infra/cloud"), secret.as_bytes());
     assert!(leaked.is_empty(), "secret in {leaked:?}");
     let sealed_somewhere = files_containing(&root.path().join(".infra/cloud"), b"store_secrets");
-    assert!(!sealed_somewhere.is_empty(), "the sealed secrets are in the Raft files");
+    assert!(
+        !sealed_somewhere.is_empty(),
+        "the sealed secrets are in the Raft files"
+    );
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(30), sim.join())

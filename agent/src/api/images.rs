@@ -30,9 +30,8 @@ impl Images for ImagesApi {
         if first.image.is_empty() {
             return Err(ApiError::from(DeliveryError::NoImage).into());
         }
-        let head = futures::stream::once(futures::future::ready(Ok(bytes::Bytes::from(
-            first.data,
-        ))));
+        let head =
+            futures::stream::once(futures::future::ready(Ok(bytes::Bytes::from(first.data))));
         let rest = chunks.map(|c| {
             c.map(|c| bytes::Bytes::from(c.data))
                 .map_err(|s| RuntimeError::Engine {

@@ -16,8 +16,8 @@ use tonic::transport::ClientTlsConfig;
 
 use crate::api::handler::{ControlError, Deploy, Outcome, ProgressSink, Rollback};
 use crate::deploy::cutover::{CutoverConfig, HttpProbe};
-use crate::deploy::pipeline::{DeployRequest, Droplet, Pipeline, PipelineConfig, Progress, Source};
 use crate::deploy::delivery::PushingRuntime;
+use crate::deploy::pipeline::{DeployRequest, Droplet, Pipeline, PipelineConfig, Progress, Source};
 use crate::deploy::sealed::SecretsKey;
 use crate::deploy::secrets::candidate_vars;
 use crate::deploy::state_log::StateReleaseLog;
