@@ -181,6 +181,7 @@ impl NodeBootstrap {
             gossip_listen: format!("0.0.0.0:{}", self.gossip_port),
             seeds: self.seeds.clone(),
             bootstrap: self.bootstrap,
+            campaign: self.api_token.is_none().then_some(false),
             role: self.role.clone(),
             project: self.project.clone(),
             ca_cert: CA_CERT_PATH.to_string(),
@@ -245,6 +246,9 @@ struct AgentToml {
     gossip_listen: String,
     seeds: Vec<String>,
     bootstrap: bool,
+    /// Absent (true) on nodes that hold the API token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    campaign: Option<bool>,
     role: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     project: Option<String>,

@@ -78,6 +78,9 @@ pub struct AgentConfig {
     pub seeds: Vec<String>,
     /// Bootstrap a new one-node cluster (the first node) instead of joining.
     pub bootstrap: bool,
+    /// Whether this agent may stand for Raft leader. Agents that do not
+    /// hold the cloud API token (they could not act as leader) say `false`.
+    pub campaign: bool,
     pub role: String,
     pub project: Option<String>,
     pub gossip_interval: Duration,
@@ -125,6 +128,9 @@ pub struct RawConfig {
     pub seeds: Option<Vec<String>>,
     #[arg(long, env = "INFRA_AGENT_BOOTSTRAP")]
     pub bootstrap: Option<bool>,
+    /// Stand for Raft leader (default true; false on agents without the API token).
+    #[arg(long, env = "INFRA_AGENT_CAMPAIGN")]
+    pub campaign: Option<bool>,
     #[arg(long, env = "INFRA_AGENT_ROLE")]
     pub role: Option<String>,
     #[arg(long, env = "INFRA_AGENT_PROJECT")]
@@ -186,6 +192,7 @@ impl RawConfig {
             gossip_advertise,
             seeds,
             bootstrap,
+            campaign,
             role,
             project,
             gossip_interval_ms,
@@ -361,6 +368,7 @@ impl AgentConfig {
             gossip_advertise,
             seeds,
             bootstrap,
+            campaign: raw.campaign.unwrap_or(true),
             role,
             project: raw.project.filter(|p| !p.is_empty()),
             gossip_interval,

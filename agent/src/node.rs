@@ -201,8 +201,17 @@ pub async fn start(
         consensus: consensus.clone(),
         channels,
     };
-    if config.bootstrap && consensus.bootstrap().await? {
-        tracing::info!(node = %config.node_name, "bootstrapped a new Raft group");
+    // No campaigning until the cluster has admitted this agent (see
+    // `cluster::join`): a droplet restored from a snapshot carries an old
+    // log and term, and its elections would only disrupt the leader.
+    consensus.allow_elections(false);
+    if config.bootstrap && !consensus.is_initialized().await? {
+        if config.campaign {
+            consensus.allow_elections(true);
+        }
+        if consensus.bootstrap().await? {
+            tracing::info!(node = %config.node_name, "bootstrapped a new Raft group");
+        }
     }
 
     let assignment = match deps.assignment {
@@ -312,7 +321,13 @@ pub async fn start(
         config.probe_interval / 2,
         inner.clone(),
     ));
-    tasks.spawn(cluster::join(link.clone(), me, view, inner.clone()));
+    tasks.spawn(cluster::join(
+        link.clone(),
+        me,
+        view,
+        config.campaign,
+        inner.clone(),
+    ));
     tasks.spawn(cluster::balance(link.clone(), inner.clone()));
     tasks.spawn(cluster::commit_failures(
         link,

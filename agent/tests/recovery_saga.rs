@@ -103,6 +103,7 @@ async fn droplet_with_snapshot_is_rebuilt_in_place() {
         e.journal,
         vec![
             "remove_target web1",
+            "forget_incarnation web1",
             "place_services web1 5",
             "add_target web1"
         ]

@@ -91,6 +91,31 @@ impl Context {
     }
 }
 
+/// Adds the agents of a status document (`members[].grpc_addr`, live
+/// ones) to the context's endpoints, so later commands still reach the
+/// cluster when the agent they used is gone. Endpoints that answered stay
+/// first. No context: nothing to do. A failure to save is only logged.
+pub fn remember_members(config_dir: &Path, status: &serde_json::Value) {
+    let Ok(Some(mut ctx)) = Context::load(config_dir) else {
+        return;
+    };
+    let Some(members) = status["members"].as_array() else {
+        return;
+    };
+    let mut changed = false;
+    for m in members {
+        let addr = m["grpc_addr"].as_str().unwrap_or_default();
+        let live = matches!(m["state"].as_str(), Some("alive" | "suspect"));
+        if live && !addr.is_empty() && !ctx.endpoints.iter().any(|e| e == addr) {
+            ctx.endpoints.push(addr.to_string());
+            changed = true;
+        }
+    }
+    if changed && let Err(e) = ctx.save(config_dir) {
+        tracing::warn!(error = %e, "cannot update the context's endpoints");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

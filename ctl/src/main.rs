@@ -12,6 +12,7 @@ mod local_lb;
 mod offline;
 mod orchestrate;
 mod output;
+mod recover;
 mod render;
 mod sim;
 mod status;
@@ -131,6 +132,17 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run the recovery saga for droplet NAME now (power off, rebuild from
+    /// its latest snapshot, rejoin), through the cluster's leader.
+    Recover {
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Clear the flapping flag of a droplet recovered too often.
+        #[arg(long)]
+        force: bool,
+    },
     /// The local cloud of `infractl up`.
     #[command(subcommand)]
     Sim(SimCmd),
@@ -215,6 +227,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             allow_destroy,
         } => block_on(orchestrate::orchestrate(dir, force, allow_destroy, out)),
         Command::Cleanup { dry_run } => block_on(orchestrate::cleanup(dir, dry_run, out)),
+        Command::Recover { name, yes, force } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)?;
+            runtime.block_on(recover::recover(dir, &name, yes, force, out))
+        }
         Command::Sim(SimCmd::Kill { name }) => block_on(sim::kill(dir, &name, out)),
         Command::Up { foreground } => block_on(up::up(dir, foreground, out)),
         Command::Down => block_on(up::down(dir)),

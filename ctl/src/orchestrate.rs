@@ -14,7 +14,7 @@ use infra_agent::provider::{CloudProvider, CreateDroplets, DoClient, ImageRef, O
 use infra_agent::recovery::SYSTEM_TAG;
 use infra_agent::spec::MASTER;
 use infra_agent::tls::Ca;
-use infra_proto::v1::{ApplySpecRequest, CleanupRequest, Progress};
+use infra_proto::v1::{ApplySpecRequest, CleanupRequest, Progress, StatusRequest};
 use tokio::time::Instant;
 use tonic::Streaming;
 
@@ -27,7 +27,10 @@ use crate::output::OutputFormat;
 const MASTER_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Prints each progress message; returns the final result JSON.
-async fn stream(mut progress: Streaming<Progress>, out: OutputFormat) -> anyhow::Result<String> {
+pub(crate) async fn stream(
+    mut progress: Streaming<Progress>,
+    out: OutputFormat,
+) -> anyhow::Result<String> {
     while let Some(p) = progress.message().await.context("progress stream broke")? {
         if p.done {
             if p.failed {
@@ -178,7 +181,14 @@ pub async fn orchestrate(
         .await
         .map_err(|s| anyhow!("ApplySpec: {}", s.message()))?
         .into_inner();
-    stream(progress, out).await.map(|_| ())
+    stream(progress, out).await?;
+    // Every agent becomes an endpoint of the context.
+    if let Ok(reply) = client.status(StatusRequest {}).await
+        && let Ok(status) = serde_json::from_str(&reply.into_inner().status_json)
+    {
+        crate::context::remember_members(config_dir, &status);
+    }
+    Ok(())
 }
 
 /// `infractl cleanup [--dry-run]`.

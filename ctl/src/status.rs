@@ -28,6 +28,7 @@ pub async fn run(
         .into_inner();
     let status: Value =
         serde_json::from_str(&reply.status_json).context("agent sent invalid status JSON")?;
+    crate::context::remember_members(config_dir, &status);
     match out {
         OutputFormat::Json => print_json(&status)?,
         OutputFormat::Text => print!("{}", render(&status)),

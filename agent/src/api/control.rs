@@ -168,7 +168,10 @@ impl Control for ControlApi {
             request,
             |mut c, r| async move { c.recover(r).await },
             |r, sink| async move {
-                let req = h::Recover { droplet: r.droplet };
+                let req = h::Recover {
+                    droplet: r.droplet,
+                    force: r.force,
+                };
                 handler.recover(req, sink).await
             },
         )

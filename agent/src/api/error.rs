@@ -8,6 +8,14 @@ use crate::deploy::delivery::DeliveryError;
 use crate::health::ProbeError;
 use crate::quorum::VoteRejection;
 
+/// How an `Unavailable` status says that no Raft leader is known.
+pub const NO_LEADER: &str = "no Raft leader is known yet";
+
+/// Whether `status` (from another agent) says that it knows no leader.
+pub fn is_no_leader(status: &Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.message().starts_with(NO_LEADER)
+}
+
 /// Errors a handler can return, before they hit the wire.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -29,7 +37,7 @@ pub enum ApiError {
     Serialize(#[from] serde_json::Error),
     #[error(transparent)]
     Control(#[from] ControlError),
-    #[error("no Raft leader is known yet (election in progress); retry shortly")]
+    #[error("{NO_LEADER} (election in progress); retry shortly")]
     NoLeader,
     #[error("cannot forward to the leader {leader}: {reason}")]
     Forward { leader: String, reason: String },
@@ -94,6 +102,7 @@ mod tests {
         assert_eq!(s.message(), "not available on this agent yet: Scale");
         let s: Status = ApiError::NoLeader.into();
         assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert!(is_no_leader(&s), "{s:?}");
         let s: Status = ApiError::from(DeliveryError::NoImage).into();
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         let s: Status = ApiError::from(DeliveryError::Mismatch {

@@ -39,6 +39,8 @@ pub struct RemoveProject {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recover {
     pub droplet: String,
+    /// Clear the flapping flag.
+    pub force: bool,
 }
 
 /// A deploy request; `secrets` values are redacted from `Debug`.

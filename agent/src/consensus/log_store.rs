@@ -145,9 +145,18 @@ impl LogStore {
             }
         }
         let vote_path = dir.join(VOTE_FILE);
+        // A node never resumes leadership from its disk: openraft would
+        // restore a committed vote of its own as "leader at once", and a
+        // droplet restored from an old snapshot (its log stale, possibly the
+        // only voter it knows of) would lead alone. The vote's term and
+        // candidate are kept (Raft safety), only "elected" is dropped; the
+        // node must win an election (or follow the current leader) again.
         let vote = match frame::read_optional(&vote_path).map_err(io_at(&vote_path))? {
             None => None,
-            Some(bytes) => Some(read_vote_file(&vote_path, &bytes)?),
+            Some(bytes) => Some(read_vote_file(&vote_path, &bytes)?).map(|mut v: Vote| {
+                v.committed = false;
+                v
+            }),
         };
         let committed = read_committed_file(&dir.join(COMMITTED_FILE));
         let mut inner = Inner {

@@ -224,6 +224,17 @@ impl Consensus {
         &self.inner.raft
     }
 
+    /// Whether this node's log holds a membership (it was bootstrapped or
+    /// has joined before).
+    pub async fn is_initialized(&self) -> Result<bool, ConsensusError> {
+        self.inner.raft.is_initialized().await.map_err(raft_err)
+    }
+
+    /// Lets this node stand for leader (or not) when its leader times out.
+    pub fn allow_elections(&self, allow: bool) {
+        self.inner.raft.runtime_config().elect(allow);
+    }
+
     /// Initializes a one-node cluster made of this node. Returns `false`
     /// when the node was already initialized (e.g. after a restart).
     pub async fn bootstrap(&self) -> Result<bool, ConsensusError> {
@@ -301,6 +312,33 @@ impl Consensus {
             .await
             .map_err(write_err)?;
         Ok(())
+    }
+
+    /// On the leader: removes the member called `name` (demoting it first
+    /// if it votes), so that a replacement restored from a snapshot — same
+    /// name and id, but an older log — joins afresh as a new learner instead
+    /// of looking to the leader like a follower whose log went backwards.
+    /// Returns whether it was a member. Refuses to remove the leader itself.
+    pub async fn forget(&self, name: &str) -> Result<bool, ConsensusError> {
+        let id = node_id(name);
+        let m = self.metrics();
+        if !m.nodes.contains_key(&id) {
+            return Ok(false);
+        }
+        if m.leader == Some(id) {
+            return Err(ConsensusError::Raft(format!(
+                "{name} leads the Raft group and cannot remove itself"
+            )));
+        }
+        if m.voters.contains(&id) {
+            self.inner
+                .raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(write_err)?;
+        }
+        self.remove_nodes(BTreeSet::from([id])).await?;
+        Ok(true)
     }
 
     /// Commits `command` and returns its result. On a follower this fails

@@ -28,6 +28,9 @@ pub const JOIN_VERSION: u32 = 1;
 /// (the leader answers once the agent's log caught up).
 const JOIN_RETRY: Duration = Duration::from_millis(300);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the only voter of its own log waits for other agents to show
+/// up in gossip before it elects itself (a one-node cluster restarting).
+const SOLO_GRACE: Duration = Duration::from_secs(3);
 
 /// gRPC channels to peers over the cluster's mTLS.
 /// Fault injection cuts them (an isolated or paused agent sends nothing).
@@ -115,8 +118,9 @@ impl ClusterLink {
 
     /// On the leader: makes the voter set follow the planner's rule
     /// ([`crate::plan::voters::voter_count`]: 1, 3 or 5 voters; `master`
-    /// always one); the leader stays a voter, current voters are kept
-    /// first (no churn), then members by name.
+    /// always one); the leader stays a voter, then the droplets the planned
+    /// topology marks as voters (they hold the API token and may campaign),
+    /// then current voters (no churn), then members by name.
     pub async fn balance_voters(&self) -> Result<(), ConsensusError> {
         let m = self.consensus.metrics();
         if m.leader != Some(m.id) {
@@ -131,7 +135,17 @@ impl ClusterLink {
         by_name.sort_unstable();
         let mut chosen: Vec<NodeId> = vec![m.id];
         let master = crate::consensus::node_id(crate::spec::MASTER);
+        let planned: Vec<NodeId> = self
+            .consensus
+            .local_state()
+            .topology
+            .droplets
+            .iter()
+            .filter(|(_, d)| d.voter)
+            .map(|(name, _)| crate::consensus::node_id(name))
+            .collect();
         let order = std::iter::once(master)
+            .chain(planned)
             .filter(|id| m.nodes.contains_key(id))
             .chain(
                 by_name
@@ -166,21 +180,47 @@ fn names(
         .collect()
 }
 
-/// Until this agent is a member of the Raft group at its current address,
-/// asks the live agents it knows from gossip to admit it (any agent: a
-/// follower forwards to the leader).
+/// Until the leader has admitted this agent (or this agent leads), asks the
+/// live agents it knows from gossip to admit it (any agent: a follower
+/// forwards to the leader). The local log is not trusted to say "member":
+/// a droplet restored from a snapshot carries an old membership in which it
+/// still appears, while the leader has removed that incarnation. A join of
+/// a current member is a no-op on the leader.
+///
+/// Elections (when `campaign`) are allowed once the leader admitted this
+/// agent, when a peer answers that there is no leader (the whole cluster
+/// restarts), or when it is the only voter it knows of and no other agent
+/// shows up in gossip within [`SOLO_GRACE`].
 pub async fn join(
     link: ClusterLink,
     me: NodeInfo,
     mut view: watch::Receiver<Arc<MembershipView>>,
+    campaign: bool,
     shutdown: CancellationToken,
 ) {
+    let allow = || {
+        if campaign {
+            link.consensus.allow_elections(true);
+        }
+    };
     let mut attempt: u64 = 0;
+    let started = tokio::time::Instant::now();
     loop {
         let m = link.consensus.metrics();
-        if m.nodes.get(&me.id()).is_some_and(|n| n.addr == me.addr) {
-            tracing::info!(node = %me.name, "member of the Raft group");
+        if m.leader == Some(m.id) {
+            tracing::info!(node = %me.name, "leads the Raft group");
+            allow();
             return;
+        }
+        let alone = !view
+            .borrow()
+            .members
+            .values()
+            .any(|p| p.name != me.name && p.live);
+        if alone && m.voters == BTreeSet::from([m.id]) && started.elapsed() >= SOLO_GRACE {
+            // The only voter, and no other agent of the cluster in sight:
+            // a one-node cluster restarting.
+            allow();
         }
         let peers: Vec<SocketAddr> = view
             .borrow_and_update()
@@ -203,8 +243,13 @@ pub async fn join(
                         Ok(Ok(reply)) => {
                             let r = reply.into_inner();
                             tracing::info!(leader = %r.leader, voter = r.voter, "joined the Raft group");
+                            allow();
+                            return;
                         }
                         Ok(Err(status)) => {
+                            if crate::api::error::is_no_leader(&status) {
+                                allow();
+                            }
                             tracing::debug!(%peer, %status, "join refused; retrying")
                         }
                         Err(_) => tracing::debug!(%peer, "join timed out; retrying"),

@@ -93,6 +93,7 @@ async fn first_apply_creates_every_droplet_and_a_rerun_calls_nothing() {
         waits: Waits {
             join: Duration::from_secs(20),
             poll: Duration::from_millis(20),
+            ..Waits::default()
         },
     };
     let events = Mutex::new(Vec::new());
@@ -180,6 +181,7 @@ async fn an_interrupted_apply_adopts_the_droplets_it_already_created() {
         waits: Waits {
             join: Duration::from_secs(20),
             poll: Duration::from_millis(20),
+            ..Waits::default()
         },
     };
     let master_only = {
@@ -222,6 +224,7 @@ async fn an_agent_that_never_joins_fails_the_apply_with_its_name() {
         waits: Waits {
             join: Duration::from_millis(300),
             poll: Duration::from_millis(20),
+            ..Waits::default()
         },
     };
     let err = apply_spec(&spec, &PlanOptions::default(), &deps, &|_| {})

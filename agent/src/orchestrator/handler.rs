@@ -204,8 +204,9 @@ impl ControlHandler for OrchestratorHandler {
         .await
     }
 
-    async fn recover(&self, _: Recover, _: ProgressSink) -> Result<Outcome, ControlError> {
-        Err(ControlError::NotAvailable("Recover (manual saga)"))
+    async fn recover(&self, req: Recover, progress: ProgressSink) -> Result<Outcome, ControlError> {
+        let rt = self.runtime()?;
+        super::manual::recover(&rt.consensus, &rt.joins, req, self.waits.recover, &progress).await
     }
 
     async fn deploy(&self, req: Deploy, progress: ProgressSink) -> Result<Outcome, ControlError> {

@@ -39,6 +39,30 @@ pub struct Healer {
 /// How often the leader checks the snapshot schedule.
 const SNAPSHOT_CHECK: Duration = Duration::from_secs(60);
 
+/// How soon a droplet without any snapshot is tried again.
+const FIRST_SNAPSHOT_RETRY: Duration = Duration::from_secs(5);
+
+/// Whether an active droplet has no snapshot yet: it gets its first one as
+/// soon as the whole planned topology runs, so that a recovery can restore
+/// it (not only rebuild it from the base image), without waiting for the
+/// daily schedule. Not earlier: the master's disk while it is the only
+/// Raft voter would, once restored, elect itself alone.
+pub fn needs_first_snapshot(state: &ClusterState) -> bool {
+    let placed = !state.topology.droplets.is_empty()
+        && state.topology.droplets.keys().all(|name| {
+            state
+                .droplets
+                .get(name)
+                .is_some_and(|r| r.status == DropletStatus::Active)
+        });
+    placed
+        && state.droplets.iter().any(|(name, r)| {
+            r.status == DropletStatus::Active
+                && r.provider_id.is_some()
+                && state.snapshots.get(name).is_none_or(|s| s.is_empty())
+        })
+}
+
 /// How one saga task ended.
 pub type SagaResult = (String, Result<SagaOutcome, String>);
 
@@ -108,7 +132,7 @@ impl Healer {
                         .failures
                         .get(name)
                         .is_some_and(|f| f.generation == recovery.generation),
-                    manual: false,
+                    manual: recovery.manual,
                     saga_open: false,
                     cluster_size: state.droplets.len().max(state.topology.droplets.len()),
                     history: &history,
@@ -317,14 +341,25 @@ impl Healer {
         // The schedule is checked every `SNAPSHOT_CHECK`; what is due comes
         // from the cloud's snapshots and the policy's interval.
         let mut next_snapshot_check = tokio::time::Instant::now() + SNAPSHOT_CHECK;
+        let mut next_first_try = tokio::time::Instant::now();
         loop {
             if is_leader()
                 && let Err(e) = self.pass(&mut running, &mut tasks).await
             {
                 tracing::warn!(error = %e, "recovery pass failed");
             }
-            if is_leader() && tokio::time::Instant::now() >= next_snapshot_check {
-                next_snapshot_check = tokio::time::Instant::now() + SNAPSHOT_CHECK;
+            let now = tokio::time::Instant::now();
+            let mut due = now >= next_snapshot_check;
+            if is_leader() && !due && now >= next_first_try {
+                next_first_try = now + FIRST_SNAPSHOT_RETRY;
+                due = self
+                    .store
+                    .read()
+                    .await
+                    .is_ok_and(|state| needs_first_snapshot(&state));
+            }
+            if is_leader() && due {
+                next_snapshot_check = now + SNAPSHOT_CHECK;
                 match self.snapshot_pass().await {
                     Ok(taken) if !taken.is_empty() => tracing::info!(?taken, "snapshots taken"),
                     Ok(_) => {}

@@ -80,6 +80,7 @@ async fn fixture() -> Fixture {
         waits: Waits {
             join: Duration::from_secs(20),
             poll: Duration::from_millis(20),
+            ..Waits::default()
         },
     };
     apply_spec(&spec, &PlanOptions::default(), &deps, &|_| {})

@@ -18,6 +18,15 @@ impl MembershipJoins {
     pub fn new(view: watch::Receiver<Arc<MembershipView>>) -> Self {
         MembershipJoins { view }
     }
+
+    /// The newest incarnation of `droplet` gossip has seen, live or not.
+    pub fn generation_of(&self, droplet: &str) -> Option<u64> {
+        self.view
+            .borrow()
+            .members
+            .get(droplet)
+            .map(|m| m.info.generation)
+    }
 }
 
 /// The pure check behind [`MembershipJoins`].

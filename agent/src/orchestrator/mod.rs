@@ -14,6 +14,7 @@ mod deploy;
 mod handler;
 mod healer;
 mod joins;
+mod manual;
 mod saga_store;
 mod store;
 
@@ -81,6 +82,8 @@ pub struct Waits {
     pub join: Duration,
     /// Between two join checks.
     pub poll: Duration,
+    /// Until a recovery requested by an operator has finished.
+    pub recover: Duration,
 }
 
 impl Default for Waits {
@@ -88,6 +91,7 @@ impl Default for Waits {
         Waits {
             join: Duration::from_secs(300),
             poll: Duration::from_millis(200),
+            recover: Duration::from_secs(900),
         }
     }
 }

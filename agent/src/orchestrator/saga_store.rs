@@ -137,6 +137,13 @@ impl ClusterEffects for StateEffects {
             .await
     }
 
+    async fn forget_incarnation(&self, droplet: &str) -> Result<(), EffectError> {
+        self.store
+            .forget_member(droplet)
+            .await
+            .map_err(|e| EffectError(e.to_string()))
+    }
+
     async fn place_services(
         &self,
         droplet: &str,

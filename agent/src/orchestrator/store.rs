@@ -17,6 +17,9 @@ pub trait StateStore: Send + Sync {
     /// A state at least as new as every committed write.
     async fn read(&self) -> Result<ClusterState, StoreError>;
     async fn write(&self, command: Command) -> Result<Response, StoreError>;
+    /// Removes droplet `name`'s current incarnation from the Raft group
+    /// (idempotent), before a replacement restored from a snapshot rejoins.
+    async fn forget_member(&self, name: &str) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -32,6 +35,20 @@ impl StateStore for Consensus {
             .await
             .map_err(|e| StoreError(e.to_string()))
     }
+
+    async fn forget_member(&self, name: &str) -> Result<(), StoreError> {
+        let removed = self
+            .forget(name)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        if removed {
+            tracing::info!(
+                droplet = name,
+                "old incarnation removed from the Raft group"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The state machine applied in memory, one term, consecutive indexes (for
@@ -39,6 +56,7 @@ impl StateStore for Consensus {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<(ClusterState, u64)>,
+    forgotten: Mutex<Vec<String>>,
 }
 
 impl MemoryStore {
@@ -47,6 +65,14 @@ impl MemoryStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .0
+            .clone()
+    }
+
+    /// The members removed with [`StateStore::forget_member`], in order.
+    pub fn forgotten(&self) -> Vec<String> {
+        self.forgotten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
@@ -67,5 +93,13 @@ impl StateStore for MemoryStore {
         guard.1 += 1;
         let index = guard.1;
         Ok(guard.0.apply(&CommandEnvelope::new(command), index, 1))
+    }
+
+    async fn forget_member(&self, name: &str) -> Result<(), StoreError> {
+        self.forgotten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name.to_string());
+        Ok(())
     }
 }

@@ -139,10 +139,14 @@ impl Run<'_> {
         };
         match step {
             Step::Fence => self.saga.fence = Some(self.fence().await?),
-            Step::Unroute => fx
-                .remove_target(&self.saga.droplet)
-                .await
-                .map_err(effect_err)?,
+            Step::Unroute => {
+                fx.remove_target(&self.saga.droplet)
+                    .await
+                    .map_err(effect_err)?;
+                fx.forget_incarnation(&self.saga.droplet)
+                    .await
+                    .map_err(effect_err)?
+            }
             Step::Replace => self.replace(resuming).await?,
             Step::AwaitJoin => self.await_join().await?,
             Step::Place => {

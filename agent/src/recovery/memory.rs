@@ -118,6 +118,13 @@ impl ClusterEffects for MemoryEffects {
         Ok(())
     }
 
+    async fn forget_incarnation(&self, droplet: &str) -> Result<(), EffectError> {
+        lock(&self.inner)
+            .journal
+            .push(format!("forget_incarnation {droplet}"));
+        Ok(())
+    }
+
     async fn place_services(
         &self,
         droplet: &str,

@@ -88,6 +88,10 @@ pub struct EffectError(pub String);
 pub trait ClusterEffects: Send + Sync {
     /// Takes the droplet out of the load-balancer targets.
     async fn remove_target(&self, droplet: &str) -> Result<(), EffectError>;
+    /// Removes the failed incarnation from the Raft group, so that its
+    /// replacement (restored from a snapshot, with an older Raft log) joins
+    /// as a new member.
+    async fn forget_incarnation(&self, droplet: &str) -> Result<(), EffectError>;
     /// Places the droplet's services on it again (`redeploy`: built from the base image).
     async fn place_services(
         &self,

@@ -123,6 +123,18 @@ pub enum Command {
         generation: u64,
         at_ms: u64,
     },
+    /// An operator asked for `name` to be recovered (`infractl recover`).
+    /// Opens a manual recovery under this entry's fencing token; `force`
+    /// clears the flapping flag.
+    RequestRecovery {
+        name: String,
+        /// The newest incarnation the leader has seen (gossip); the state's
+        /// record may be older.
+        generation: u64,
+        #[serde(default)]
+        force: bool,
+        at_ms: u64,
+    },
     /// A new leader takes over the open recovery of `name`: the recovery
     /// gets this entry's fencing token; steps with older tokens are rejected.
     TakeOverRecovery { name: String, at_ms: u64 },
@@ -196,6 +208,7 @@ impl Command {
             Command::UpsertDroplet { .. } => "upsert_droplet",
             Command::RemoveDroplet { .. } => "remove_droplet",
             Command::ConfirmFailure { .. } => "confirm_failure",
+            Command::RequestRecovery { .. } => "request_recovery",
             Command::TakeOverRecovery { .. } => "take_over_recovery",
             Command::RecoveryStep { .. } => "recovery_step",
             Command::SaveSaga { .. } => "save_saga",

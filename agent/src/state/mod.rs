@@ -9,6 +9,8 @@ mod releases;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -116,6 +118,9 @@ pub struct Recovery {
     /// at most [`MAX_RECOVERY_HISTORY`]), for the flapping rule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_starts_ms: Vec<u64>,
+    /// Opened by an operator (`infractl recover`), not by a confirmed failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 /// Earlier recovery start times remembered per droplet.
@@ -290,6 +295,12 @@ impl ClusterState {
                 record,
                 at_ms: _,
             } => self.save_saga(name, *fencing, record),
+            Command::RequestRecovery {
+                name,
+                generation,
+                force,
+                at_ms,
+            } => self.request_recovery(name, *generation, *force, *at_ms, token),
             Command::TakeOverRecovery { name, at_ms } => {
                 let Some(recovery) = self.recoveries.get_mut(name).filter(|r| r.is_open()) else {
                     return rejected(format!("droplet {name}: no open recovery to take over"));

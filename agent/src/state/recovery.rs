@@ -57,12 +57,67 @@ impl ClusterState {
                 term: token.term,
             },
         );
+        self.open(name, generation, at_ms, token, false);
+        let msg = format!("failure of {name} generation {generation} confirmed (fencing {token})");
+        self.event(token.index, at_ms, msg);
+        Response::Recovery {
+            fencing: token,
+            opened: true,
+        }
+    }
+
+    /// An operator asked for `name` to be recovered (`infractl recover`):
+    /// opens a manual recovery of its current incarnation (idempotent while
+    /// one is open). `force` forgets the earlier recoveries, which clears
+    /// the flapping flag.
+    pub(super) fn request_recovery(
+        &mut self,
+        name: &str,
+        seen_generation: u64,
+        force: bool,
+        at_ms: u64,
+        token: FencingToken,
+    ) -> Response {
+        let Some(generation) = self
+            .droplets
+            .get(name)
+            .map(|r| r.generation.max(seen_generation))
+            .or_else(|| self.topology.droplets.get(name).map(|_| seen_generation))
+        else {
+            return rejected(format!("droplet {name}: unknown droplet"));
+        };
+        if let Some(open) = self.open_recovery(name) {
+            return Response::Recovery {
+                fencing: open.fencing,
+                opened: false,
+            };
+        }
+        if force && let Some(r) = self.recoveries.get_mut(name) {
+            r.earlier_starts_ms.clear();
+            r.started_at_ms = 0;
+        }
+        self.open(name, generation, at_ms, token, true);
+        let how = if force { ", flapping flag cleared" } else { "" };
+        let msg = format!(
+            "operator requested recovery of {name} generation {generation} (fencing {token}{how})"
+        );
+        self.event(token.index, at_ms, msg);
+        Response::Recovery {
+            fencing: token,
+            opened: true,
+        }
+    }
+
+    /// Opens the recovery of `name`, keeping the start times of the earlier ones.
+    fn open(&mut self, name: &str, generation: u64, at_ms: u64, token: FencingToken, manual: bool) {
         let mut earlier_starts_ms = self
             .recoveries
             .get(name)
             .map(|r| {
                 let mut starts = r.earlier_starts_ms.clone();
-                starts.push(r.started_at_ms);
+                if r.started_at_ms > 0 {
+                    starts.push(r.started_at_ms);
+                }
                 starts
             })
             .unwrap_or_default();
@@ -82,6 +137,7 @@ impl ClusterState {
                 history: vec![(RecoveryPhase::Confirmed.name().to_string(), at_ms)],
                 saga: None,
                 earlier_starts_ms,
+                manual,
             },
         );
         if let Some(record) = self.droplets.get_mut(name) {
@@ -89,12 +145,6 @@ impl ClusterState {
             record.generation = record.generation.max(generation);
             record.status = DropletStatus::Failed;
             record.updated_at_ms = at_ms;
-        }
-        let msg = format!("failure of {name} generation {generation} confirmed (fencing {token})");
-        self.event(token.index, at_ms, msg);
-        Response::Recovery {
-            fencing: token,
-            opened: true,
         }
     }
 
