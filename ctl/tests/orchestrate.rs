@@ -16,10 +16,10 @@ async fn orchestrate_twice_cleanup_dry_run_and_sim_kill() {
     assert!(ok, "orchestrate failed:\n{out}\n{err}");
     assert!(out.contains("3 created, 1 adopted"), "{out}");
     assert_eq!(
-        posts(&sim).iter().filter(|p| *p == "/v2/droplets").count(),
+        posts(sim).iter().filter(|p| *p == "/v2/droplets").count(),
         4,
         "four creates: {:?}",
-        posts(&sim)
+        posts(sim)
     );
     let saved: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.path().join(".infra/context.json")).unwrap(),
@@ -42,9 +42,9 @@ async fn orchestrate_twice_cleanup_dry_run_and_sim_kill() {
     assert!(ok, "second orchestrate failed:\n{out}\n{err}");
     assert!(out.contains("0 created, 0 adopted"), "{out}");
     assert!(
-        posts(&sim).is_empty(),
+        posts(sim).is_empty(),
         "no POST on a re-run: {:?}",
-        posts(&sim)
+        posts(sim)
     );
 
     let (ok, out, err) = infractl(root.path(), &["cleanup", "--dry-run"]).await;
