@@ -456,6 +456,20 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     assert_eq!(back["tag"], tag1.as_str());
     assert_eq!(back["images"], uat1["images"]);
     assert!(body_is(&get(lb, &uat_path), "v1\n"));
+    // The rollback sent no secret: the leader opened the sealed one.
+    let web = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=infra.project={project}"),
+        "--filter",
+        "label=infra.environment=uat",
+        "--filter",
+        "label=infra.service=web",
+    ]);
+    for id in web.split_whitespace() {
+        assert_eq!(docker(&["exec", id, "cat", "/run/secrets/api_key"]), secret);
+    }
     let run = infractl(args(&["-o", "json", "status"])).await;
     assert!(!run.stdout.contains(&secret), "secret in status");
     let status: Value = serde_json::from_str(&run.stdout).unwrap();
