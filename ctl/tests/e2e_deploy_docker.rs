@@ -5,7 +5,9 @@
 //! leader (forwarded), images reach the droplets' agents through their
 //! `Images` gRPC service, traffic through nginx reaches the service, a rolling
 //! redeploy under a bounded request loop loses no request, deploy-prod
-//! runs UAT's image ids, rollback puts the previous release back, and the
+//! runs UAT's image ids, rollback puts the previous release back, a new
+//! leader (the first one killed) rolls back with the replicated releases
+//! and sealed secrets behind its own nginx, and the
 //! secret is readable in the container but absent from `docker inspect`,
 //! status, output and every file of the droplets (Raft log, snapshots).
 //! Needs Docker, busybox-static and nginx: skips with a message without
@@ -475,6 +477,74 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     let status: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(status["releases"][format!("{project}/uat")], tag1.as_str());
     assert_eq!(status["releases"][format!("{project}/prod")], tag2.as_str());
+
+    // The leader dies: a new one knows the releases and the sealed
+    // secrets, and its own nginx serves every live release at once.
+    let run = infractl(args(&["sim", "kill", &leader])).await;
+    assert!(run.ok, "sim kill: {}", run.stderr);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let new_leader = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+        let now = serde_json::from_str::<Value>(&run.stdout)
+            .ok()
+            .and_then(|s| s["leader"].as_str().map(str::to_string));
+        if let Some(name) = now.filter(|n| *n != leader) {
+            break name;
+        }
+        assert!(Instant::now() < deadline, "no new leader: {}", run.stdout);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let run = infractl(args(&[
+        "-o",
+        "json",
+        "rollback",
+        &project,
+        "uat",
+        "--to",
+        &tag2,
+        "--endpoint",
+        &follower,
+    ]))
+    .await;
+    assert!(
+        run.ok,
+        "rollback on {new_leader}:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    let again: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(again["tag"], tag2.as_str());
+    assert_eq!(again["images"], uat2["images"]);
+    let lb2: SocketAddr = again["load_balancer"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    assert_ne!(lb2, lb, "the new leader runs its own balancer");
+    assert!(
+        body_is(&get(lb2, &uat_path), "v2\n"),
+        "{:?}",
+        get(lb2, &uat_path)
+    );
+    let prod_path = format!("/{project}/prod/web/version");
+    assert!(
+        body_is(&get(lb2, &prod_path), "v2\n"),
+        "prod routed from the state: {:?}",
+        get(lb2, &prod_path)
+    );
+    let web = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=infra.project={project}"),
+        "--filter",
+        "label=infra.environment=uat",
+        "--filter",
+        "label=infra.service=web",
+    ]);
+    for id in web.split_whitespace() {
+        assert_eq!(docker(&["exec", id, "cat", "/run/secrets/api_key"]), secret);
+    }
 
     // Never plaintext in any droplet file: Raft log, snapshots, logs.
     let leaked = files_containing(&root.path().join(".infra/cloud"), secret.as_bytes());

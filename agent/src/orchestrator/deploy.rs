@@ -23,7 +23,7 @@ use crate::deploy::secrets::candidate_vars;
 use crate::deploy::state_log::StateReleaseLog;
 use crate::lb::{LbConfig, Nginx};
 use crate::orchestrator::StateStore;
-use crate::runtime::{ContainerRuntime, DEFAULT_SECRETS_ROOT, DockerRuntime};
+use crate::runtime::{ContainerRuntime, DEFAULT_SECRETS_ROOT, DockerRuntime, LABEL_MANAGED};
 use crate::spec::{DeploymentConfig, parse_deployment};
 use crate::state::{ClusterState, Command, release_key};
 
@@ -91,13 +91,23 @@ impl LeaderDeploys {
         format!("http://{}", SocketAddr::new(ip, l.port()))
     }
 
-    async fn lb(&self, store: &dyn StateStore) -> Result<&Arc<Nginx>, ControlError> {
+    /// The leader's nginx, started on first use with the routes of every
+    /// live release the state knows (a new leader serves them at once).
+    async fn lb(
+        &self,
+        store: &dyn StateStore,
+        state: &ClusterState,
+        engine: &DockerRuntime,
+    ) -> Result<&Arc<Nginx>, ControlError> {
         self.lb
             .get_or_try_init(|| async {
                 let prefix = self.settings.data_dir.join("lb");
                 let nginx = Nginx::new(&self.settings.nginx, &prefix);
                 let mut cfg = LbConfig::new(self.settings.lb_listen);
                 cfg.worker_processes = "1".into();
+                let managed = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
+                let running = engine.list(&managed).await.map_err(failed)?;
+                cfg.routes = super::lb_routes::routes(state, &running);
                 nginx
                     .start(&cfg)
                     .await
@@ -183,8 +193,8 @@ impl LeaderDeploys {
         let vars = self
             .secret_vars(store, &state, project, env, &req.secrets)
             .await?;
-        let lb = self.lb(store).await?.clone();
         let engine = self.engine().await?;
+        let lb = self.lb(store, &state, engine).await?.clone();
         let shared: Arc<dyn ContainerRuntime> = Arc::new(engine.clone());
         let droplets = droplets(&state, &shared, &self.settings);
         let releases = StateReleaseLog { store };

@@ -14,6 +14,7 @@ mod deploy;
 mod handler;
 mod healer;
 mod joins;
+mod lb_routes;
 mod manual;
 mod saga_store;
 mod store;
