@@ -115,7 +115,12 @@ async fn run() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     infra_agent::tls::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("heal-")
+        .disable_cleanup(std::env::var_os("HEAL_KEEP").is_some())
+        .tempdir()
+        .unwrap();
+    eprintln!("work dir {}", dir.path().display());
     let shutdown = CancellationToken::new();
     let _stop = StopSim(shutdown.clone());
     let sim = Sim::start(

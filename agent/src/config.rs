@@ -14,7 +14,7 @@
 //! seeds = ["203.0.113.2:7401"]     # or `bootstrap = true` on the first node
 //! role = "web"
 //! project = "hostomatic"
-//! gossip_interval_ms = 200         # defaults shown
+//! gossip_interval_ms = 500         # defaults shown
 //! probe_interval_ms = 200
 //! probe_timeout_ms = 250
 //! suspicion_window_ms = 1500       # > the longest pause to tolerate (1 s)
@@ -354,7 +354,7 @@ impl AgentConfig {
         }
         let gossip_interval = millis(
             raw.gossip_interval_ms,
-            200,
+            500,
             "gossip_interval_ms",
             10..=60_000,
         )?;

@@ -22,3 +22,4 @@ pub mod spec;
 pub mod state;
 pub mod tls;
 pub mod topology;
+pub mod traffic;

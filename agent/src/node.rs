@@ -45,6 +45,7 @@ use crate::membership::{
 };
 use crate::quorum::ConfirmedFailure;
 use crate::tls::{TlsError, TlsMaterial};
+use crate::traffic::Traffic;
 
 /// Exit status of an agent that stopped because a newer generation of it
 /// runs elsewhere: the service manager must not restart it
@@ -139,6 +140,7 @@ pub async fn start(
     let generation = next_generation(&config.data_dir)?;
     let inner = CancellationToken::new();
     let zombie = CancellationToken::new();
+    let traffic = Arc::new(Traffic::default());
     let mut tasks = JoinSet::new();
 
     let listener = tokio::net::TcpListener::bind(config.grpc_listen)
@@ -166,6 +168,7 @@ pub async fn start(
             gossip_interval: config.gossip_interval,
             info,
             key,
+            traffic: traffic.clone(),
         },
         deps.fault.clone(),
         &mut tasks,
@@ -180,7 +183,11 @@ pub async fn start(
         path: raft_dir.clone(),
         source,
     })?;
-    let channels = Arc::new(MtlsChannels::new(tls.client_config(), deps.fault.clone()));
+    let channels = Arc::new(MtlsChannels::new(
+        tls.client_config(),
+        deps.fault.clone(),
+        traffic.clone(),
+    ));
     let raft_config = deps.consensus.unwrap_or_else(|| ConsensusConfig {
         cluster_name: config.cluster_id.clone(),
         ..ConsensusConfig::default()
@@ -229,11 +236,14 @@ pub async fn start(
         }
     };
     let aggregator = Aggregator::new(config.suspicion_window * 2);
-    let clients = Arc::new(GrpcProber::with_fault(
-        config.node_name.clone(),
-        tls.client_config(),
-        deps.fault.clone(),
-    ));
+    let clients = Arc::new(
+        GrpcProber::with_fault(
+            config.node_name.clone(),
+            tls.client_config(),
+            deps.fault.clone(),
+        )
+        .with_traffic(traffic.clone()),
+    );
     let prober: Arc<dyn Prober> = clients.clone();
     let votes = deps.vote_sink.unwrap_or_else(|| {
         Arc::new(BroadcastVotes {
@@ -261,6 +271,7 @@ pub async fn start(
         health: health_rx.clone(),
         confirmed: aggregator.confirmed(),
         auth: membership.auth_stats(),
+        traffic,
         consensus: consensus.clone(),
     });
     let mut routes = RoutesBuilder::default();
@@ -305,6 +316,7 @@ pub async fn start(
             interval: config.probe_interval,
             probe_timeout: config.probe_timeout,
             window: config.suspicion_window,
+            heartbeat_lag: config.gossip_interval * 2,
         },
         prober,
         votes,
@@ -318,7 +330,8 @@ pub async fn start(
         aggregator.clone(),
         assignment,
         view.clone(),
-        config.probe_interval / 2,
+        config.probe_interval,
+        config.gossip_interval * 2,
         inner.clone(),
     ));
     tasks.spawn(cluster::join(

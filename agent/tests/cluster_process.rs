@@ -1,6 +1,7 @@
 //! Real `infra-agent` processes on 127.0.0.x: a 1 s SIGSTOP is never
 //! confirmed, a SIGKILLed agent is confirmed failed by the survivors, and
-//! SIGTERM makes an agent leave cleanly (exit 0, shown as `left`).
+//! SIGTERM makes an agent leave cleanly (exit 0, shown as `left`); each
+//! agent's status counts its gossip, probe and Raft bytes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -80,6 +81,21 @@ async fn real_processes_freeze_kill_and_leave() {
         },
     )
     .await;
+
+    // Every agent counts its gossip and probe bytes; whoever leads, some
+    // agent has sent Raft heartbeats.
+    let mut raft_sent = 0;
+    for i in all {
+        let s = cluster.status(i).await.unwrap();
+        let t = &s["traffic"];
+        for class in ["gossip", "health"] {
+            for dir in ["sent", "received"] {
+                assert!(t[class][dir].as_u64() > Some(0), "n{i} {class} {dir}: {t}");
+            }
+        }
+        raft_sent += t["raft"]["sent"].as_u64().unwrap_or(0);
+    }
+    assert!(raft_sent > 0, "no Raft bytes counted");
 
     // SIGSTOP n1 for 1 s: suspected, never confirmed.
     cluster.signal(1, "STOP").unwrap();

@@ -6,8 +6,10 @@
 //! - `failover`: SIGKILL the leader → a new leader has committed an entry
 //!   of its own term (it accepts writes); the old leader is restarted.
 //! - `footprint`: an idle cluster for `--window-secs`: RSS (VmRSS), CPU
-//!   (utime+stime) and socket+file I/O bytes (`/proc/<pid>/io` rchar+wchar,
-//!   an upper bound of gossip+probe+Raft traffic) per agent.
+//!   (utime+stime) and read/write syscall bytes (`/proc/<pid>/io`
+//!   rchar+wchar: TCP and files, not UDP sendto/recvfrom) per agent, and
+//!   each agent's own traffic counters (status `traffic`): gossip bytes,
+//!   health calls (probes, indirect probes, votes) and Raft RPCs.
 //! - `soak`: one agent (round robin) SIGSTOPped for 1 s every
 //!   `--freeze-every-secs`; counts failures committed (expected 0).
 //! - `lossy-soak`: the same with in-process agents (real gRPC, gossip and
@@ -277,12 +279,13 @@ async fn failover(args: &Args, b: &mut Bench) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn proc_rss_kb(pid: u32) -> anyhow::Result<u64> {
+/// A `/proc/<pid>/status` field in kB (`VmRSS:`, `RssAnon:`).
+fn proc_status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmRSS")
+        .with_context(|| format!("{field} of {pid}"))
 }
 
 fn proc_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
@@ -318,17 +321,21 @@ async fn footprint(args: &Args, b: &mut Bench) -> anyhow::Result<()> {
         .iter()
         .map(|&p| proc_io_bytes(p))
         .collect::<Result<_, _>>()?;
+    let traffic0 = traffic_of(b, args.agents).await?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.window_secs)).await;
     let secs = t0.elapsed().as_secs_f64();
+    let traffic1 = traffic_of(b, args.agents).await?;
     let mut rows = Vec::new();
     for (k, &p) in pids.iter().enumerate() {
         let cpu = (proc_cpu_ticks(p)? - cpu0[k]) as f64 / ticks_per_sec / secs * 100.0;
         let io = (proc_io_bytes(p)? - io0[k]) as f64 / secs / 1024.0;
-        rows.push((proc_rss_kb(p)? as f64 / 1024.0, cpu, io));
+        let mb = |field| proc_status_kb(p, field).map(|kb| kb as f64 / 1024.0);
+        rows.push((mb("VmRSS:")?, cpu, io, mb("RssAnon:")?));
     }
-    let avg = |f: fn(&(f64, f64, f64)) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
-    let max = |f: fn(&(f64, f64, f64)) -> f64| rows.iter().map(f).fold(0.0, f64::max);
+    type Row = (f64, f64, f64, f64);
+    let avg = |f: fn(&Row) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+    let max = |f: fn(&Row) -> f64| rows.iter().map(f).fold(0.0, f64::max);
     println!("idle footprint, N={}, window {secs:.0} s", args.agents);
     println!("| per agent            |    avg |    max |");
     println!("|----------------------|--------|--------|");
@@ -336,6 +343,11 @@ async fn footprint(args: &Args, b: &mut Bench) -> anyhow::Result<()> {
         "| RSS (MB)             | {:>6.1} | {:>6.1} |",
         avg(|r| r.0),
         max(|r| r.0)
+    );
+    println!(
+        "|  of which private   | {:>6.1} | {:>6.1} |",
+        avg(|r| r.3),
+        max(|r| r.3)
     );
     println!(
         "| CPU (% of one core)  | {:>6.2} | {:>6.2} |",
@@ -347,7 +359,62 @@ async fn footprint(args: &Args, b: &mut Bench) -> anyhow::Result<()> {
         avg(|r| r.2),
         max(|r| r.2)
     );
+    let rate = |class: &str, k: usize| -> f64 {
+        let total = |t: &Value| {
+            t[class]["sent"].as_u64().unwrap_or(0) + t[class]["received"].as_u64().unwrap_or(0)
+        };
+        total(&traffic1[k]).saturating_sub(total(&traffic0[k])) as f64 / secs / 1024.0
+    };
+    let n = args.agents as f64;
+    let classes = ["gossip", "health", "raft"];
+    let per: Vec<Vec<f64>> = classes
+        .iter()
+        .map(|c| (0..args.agents).map(|k| rate(c, k)).collect())
+        .collect();
+    let avg_of = |v: &[f64]| v.iter().sum::<f64>() / n;
+    let max_of = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    println!(
+        "traffic per agent (KB/s, sent+received; gRPC counted after TLS on the connections the agent opens)"
+    );
+    println!("| class                              |    avg |    max |");
+    println!("|------------------------------------|--------|--------|");
+    println!(
+        "| gossip (UDP payload)               | {:>6.2} | {:>6.2} |",
+        avg_of(&per[0]),
+        max_of(&per[0])
+    );
+    println!(
+        "| probes+votes, calls it makes       | {:>6.2} | {:>6.2} |",
+        avg_of(&per[1]),
+        max_of(&per[1])
+    );
+    println!(
+        "| probes+votes, both ends (2 x avg)  | {:>6.2} |        |",
+        2.0 * avg_of(&per[1])
+    );
+    println!(
+        "| gossip + probes (both ends)        | {:>6.2} |        |",
+        avg_of(&per[0]) + 2.0 * avg_of(&per[1])
+    );
+    println!(
+        "| Raft, RPCs it sends (leader = max) | {:>6.2} | {:>6.2} |",
+        avg_of(&per[2]),
+        max_of(&per[2])
+    );
     Ok(())
+}
+
+/// The `traffic` counters of every agent's status.
+async fn traffic_of(b: &mut Bench, n: usize) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let s = b
+            .status(i)
+            .await
+            .with_context(|| format!("status of n{i}"))?;
+        out.push(s["traffic"].clone());
+    }
+    Ok(out)
 }
 
 async fn soak(args: &Args, b: &mut Bench) -> anyhow::Result<()> {

@@ -164,9 +164,12 @@ impl Consensus {
         let shared = sm.shared();
         let id = info.id();
         let network = Network::new(id, channels);
+        let metrics_slot = network.metrics_slot();
         let raft = Raft::new(id, raft_config, network, log, sm)
             .await
             .map_err(raft_err)?;
+        // Only this call fills the slot, once.
+        let _ = metrics_slot.set(raft.metrics());
         let stopper = raft.clone();
         let (done_tx, done) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -331,11 +334,28 @@ impl Consensus {
             )));
         }
         if m.voters.contains(&id) {
-            self.inner
-                .raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(write_err)?;
+            // Keep the voter count: a learner (the planned voters first)
+            // takes the seat in the same change, so that one more failure
+            // before the replacement rejoins does not cost the quorum.
+            let planned: BTreeSet<NodeId> = self
+                .local_state()
+                .topology
+                .droplets
+                .iter()
+                .filter(|(_, d)| d.voter)
+                .map(|(n, _)| node_id(n))
+                .collect();
+            let mut voters = m.voters.clone();
+            voters.remove(&id);
+            let stand_in = m
+                .learners
+                .iter()
+                .filter(|l| **l != id)
+                .min_by_key(|l| (!planned.contains(l), m.nodes.get(l).map(|n| n.name.clone())));
+            if let Some(l) = stand_in {
+                voters.insert(*l);
+            }
+            self.change_voters(voters).await?;
         }
         self.remove_nodes(BTreeSet::from([id])).await?;
         Ok(true)

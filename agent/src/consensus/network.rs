@@ -1,10 +1,18 @@
 //! The client side of Raft RPCs: openraft's network factory over the
 //! agent's gRPC `Raft` service. How a channel to a peer is built (plain
 //! HTTP/2 in tests, mTLS in the daemon) is injected as a [`ChannelFactory`].
+//!
+//! Quiet learners: openraft 0.9 sends every heartbeat to every member,
+//! learners included, though only voters need them (their election timer).
+//! A heartbeat to a learner that repeats the last one it acknowledged
+//! (same vote, same log position, same commit) is answered here, without a
+//! round trip, except once every [`LEARNER_HEARTBEAT`]; anything new (a
+//! new leader, entries, a commit) goes out at once. With 5 voters and 15
+//! learners this cuts the leader's RPCs from ~130/s to ~40/s.
 
 use std::error::Error;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use infra_proto::v1::RaftMessage;
 use infra_proto::v1::raft_client::RaftClient;
@@ -17,8 +25,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use openraft::{LogId, RaftMetrics, Vote};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use super::types::{NodeId, NodeInfo, TypeConfig};
@@ -63,16 +73,51 @@ impl ChannelFactory for PlainChannels {
     }
 }
 
+/// How often a learner gets a heartbeat that repeats the last one.
+pub const LEARNER_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// This node's Raft metrics, once Raft runs (who is a voter).
+pub type MetricsSlot = Arc<OnceLock<watch::Receiver<RaftMetrics<NodeId, NodeInfo>>>>;
+
 /// openraft's network factory: one [`PeerClient`] per replication target.
 #[derive(Clone)]
 pub struct Network {
     id: NodeId,
     channels: Arc<dyn ChannelFactory>,
+    metrics: MetricsSlot,
 }
 
 impl Network {
     pub fn new(id: NodeId, channels: Arc<dyn ChannelFactory>) -> Self {
-        Self { id, channels }
+        Self {
+            id,
+            channels,
+            metrics: MetricsSlot::default(),
+        }
+    }
+
+    /// Filled with the Raft metrics once Raft started; until then every
+    /// heartbeat goes out.
+    pub fn metrics_slot(&self) -> MetricsSlot {
+        self.metrics.clone()
+    }
+}
+
+/// The last heartbeat a learner acknowledged.
+struct Acked {
+    vote: Vote<NodeId>,
+    prev_log_id: Option<LogId<NodeId>>,
+    leader_commit: Option<LogId<NodeId>>,
+    at: Instant,
+}
+
+impl Acked {
+    fn repeated_by(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
+        rpc.entries.is_empty()
+            && rpc.vote == self.vote
+            && rpc.prev_log_id == self.prev_log_id
+            && rpc.leader_commit == self.leader_commit
+            && self.at.elapsed() < LEARNER_HEARTBEAT
     }
 }
 
@@ -91,6 +136,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             node: node.clone(),
             channels: self.channels.clone(),
             client,
+            metrics: self.metrics.clone(),
+            acked: None,
         }
     }
 }
@@ -102,6 +149,8 @@ pub struct PeerClient {
     node: NodeInfo,
     channels: Arc<dyn ChannelFactory>,
     client: Result<RaftClient<Channel>, ChannelError>,
+    metrics: MetricsSlot,
+    acked: Option<Acked>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +160,15 @@ struct LinkCut(String);
 type RpcResult<T, E> = Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
 
 impl PeerClient {
+    /// Whether the target is a learner of the current membership.
+    fn target_is_learner(&self) -> bool {
+        self.metrics.get().is_some_and(|m| {
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            membership.learner_ids().any(|id| id == self.target)
+        })
+    }
+
     async fn call<Req, Resp, E>(
         &mut self,
         kind: RPCTypes,
@@ -173,7 +231,24 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
-        self.call(RPCTypes::AppendEntries, &rpc, &option).await
+        let heartbeat = rpc.entries.is_empty();
+        if heartbeat
+            && self.acked.as_ref().is_some_and(|a| a.repeated_by(&rpc))
+            && self.target_is_learner()
+        {
+            return Ok(AppendEntriesResponse::Success);
+        }
+        let result = self.call(RPCTypes::AppendEntries, &rpc, &option).await;
+        self.acked = match &result {
+            Ok(AppendEntriesResponse::Success) if heartbeat => Some(Acked {
+                vote: rpc.vote,
+                prev_log_id: rpc.prev_log_id,
+                leader_commit: rpc.leader_commit,
+                at: Instant::now(),
+            }),
+            _ => None,
+        };
+        result
     }
 
     async fn install_snapshot(
@@ -195,5 +270,42 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     fn backoff(&self) -> openraft::network::Backoff {
         // Retry an unreachable peer soon: it may be a restarted agent.
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat(term: u64, index: u64) -> AppendEntriesRequest<TypeConfig> {
+        let log_id = Some(LogId::new(openraft::CommittedLeaderId::new(term, 1), index));
+        AppendEntriesRequest {
+            vote: Vote::new_committed(term, 1),
+            prev_log_id: log_id,
+            entries: vec![],
+            leader_commit: log_id,
+        }
+    }
+
+    #[test]
+    fn only_an_identical_recent_heartbeat_is_answered_locally() {
+        let rpc = heartbeat(2, 10);
+        let acked = Acked {
+            vote: rpc.vote,
+            prev_log_id: rpc.prev_log_id,
+            leader_commit: rpc.leader_commit,
+            at: Instant::now(),
+        };
+        assert!(acked.repeated_by(&heartbeat(2, 10)));
+        assert!(!acked.repeated_by(&heartbeat(3, 10)), "a new leader");
+        assert!(!acked.repeated_by(&heartbeat(2, 11)), "new log position");
+        let stale = Acked {
+            at: Instant::now() - LEARNER_HEARTBEAT,
+            ..acked
+        };
+        assert!(
+            !stale.repeated_by(&heartbeat(2, 10)),
+            "one real heartbeat a second"
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! The quorum aggregator: the shared, locked [`Quorum`] fed by failure
-//! reports and by membership signs of life, evaluated on a timer; confirmed
-//! failures are published on a watch channel.
+//! reports and by membership signs of life, evaluated as soon as a vote is
+//! counted (and on a slow timer that expires old votes); confirmed failures
+//! are published on a watch channel.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +18,8 @@ use crate::quorum::{ConfirmedFailure, Quorum, Vote, VoteRejection};
 pub struct Aggregator {
     quorum: Mutex<Quorum>,
     confirmed: watch::Sender<Vec<ConfirmedFailure>>,
+    /// Woken when a vote is counted.
+    voted: Notify,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -31,6 +34,7 @@ impl Aggregator {
         Arc::new(Aggregator {
             quorum: Mutex::new(Quorum::new(window.as_millis() as u64)),
             confirmed: watch::channel(Vec::new()).0,
+            voted: Notify::new(),
         })
     }
 
@@ -39,7 +43,9 @@ impl Aggregator {
     }
 
     pub fn record_vote(&self, vote: Vote) -> Result<(), VoteRejection> {
-        self.quorum().record_vote(vote)
+        self.quorum().record_vote(vote)?;
+        self.voted.notify_one();
+        Ok(())
     }
 
     pub fn record_life(&self, target: &str, generation: u64, at_ms: u64) {
@@ -80,22 +86,30 @@ impl Aggregator {
 }
 
 /// Feeds monitor sets and signs of life into the aggregator and evaluates
-/// it every `interval` until shutdown.
+/// it whenever a vote is counted, and every `interval` (vote expiry) until
+/// shutdown. A gossip heartbeat seen at `t` counts as life at
+/// `t - heartbeat_lag` (it may have spread for that long after the member
+/// sent it), so a dead member's last heartbeats do not refute the votes.
 pub async fn run_aggregator(
     aggregator: Arc<Aggregator>,
-    assignment: watch::Receiver<Assignment>,
+    mut assignment: watch::Receiver<Assignment>,
     view: watch::Receiver<Arc<MembershipView>>,
     interval: Duration,
+    heartbeat_lag: Duration,
     shutdown: CancellationToken,
 ) {
+    aggregator.set_monitors(&assignment.borrow_and_update());
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
+            _ = aggregator.voted.notified() => {}
         }
-        aggregator.set_monitors(&assignment.borrow());
+        if assignment.has_changed().unwrap_or(false) {
+            aggregator.set_monitors(&assignment.borrow_and_update());
+        }
         let now = Instant::now();
         let now_ms = unix_ms();
         let view = view.borrow().clone();
@@ -104,7 +118,8 @@ pub async fn run_aggregator(
                 // A member that left is not a failure: refute everything.
                 Presence::Left => now_ms,
                 Presence::Up => {
-                    let ago = now.saturating_duration_since(member.heartbeat_seen_at);
+                    let ago =
+                        now.saturating_duration_since(member.heartbeat_seen_at) + heartbeat_lag;
                     now_ms.saturating_sub(ago.as_millis() as u64)
                 }
             };

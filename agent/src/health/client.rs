@@ -18,6 +18,7 @@ use super::{Aggregator, ProbeAnswer, ProbeError, Prober, VoteSink};
 use crate::fault::FaultSwitch;
 use crate::membership::{MembershipView, Presence};
 use crate::quorum::Vote;
+use crate::traffic::{Class, Traffic, counted_channel};
 
 /// Health clients with one lazily connected channel per peer address.
 pub struct GrpcProber {
@@ -26,6 +27,7 @@ pub struct GrpcProber {
     tls: ClientTlsConfig,
     channels: Mutex<HashMap<SocketAddr, Channel>>,
     seq: AtomicU64,
+    traffic: Option<Arc<Traffic>>,
 }
 
 impl GrpcProber {
@@ -41,7 +43,14 @@ impl GrpcProber {
             tls,
             channels: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
+            traffic: None,
         }
+    }
+
+    /// Counts the bytes of every call in `traffic.health`.
+    pub fn with_traffic(mut self, traffic: Arc<Traffic>) -> GrpcProber {
+        self.traffic = Some(traffic);
+        self
     }
 
     fn client(&self, addr: SocketAddr) -> Result<HealthClient<Channel>, ProbeError> {
@@ -56,13 +65,18 @@ impl GrpcProber {
             return Ok(HealthClient::new(ch.clone()));
         }
         let failed = |reason: String| ProbeError::Failed { addr, reason };
-        let channel = Endpoint::from_shared(format!("https://{addr}"))
+        let endpoint = Endpoint::from_shared(format!("https://{addr}"))
             .map_err(|e| failed(e.to_string()))?
             .tls_config(self.tls.clone())
-            .map_err(|e| failed(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .map_err(|e| failed(e.to_string()))?;
+        let connect_timeout = Duration::from_secs(2);
+        let channel = match &self.traffic {
+            Some(t) => counted_channel(endpoint, connect_timeout, t, Class::Health),
+            None => endpoint
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .connect_lazy(),
+        };
         channels.insert(addr, channel.clone());
         Ok(HealthClient::new(channel))
     }

@@ -133,6 +133,16 @@ impl Detector {
             .collect()
     }
 
+    /// The next instant after `now` at which a current suspicion outlasts
+    /// the window (so the caller can wake up then rather than a round later).
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        let window = self.window(now);
+        self.suspects()
+            .map(|(_, s)| s.last_alive + window)
+            .filter(|due| *due > now)
+            .min()
+    }
+
     /// Currently suspected targets with their suspicion start.
     pub fn suspects(&self) -> impl Iterator<Item = (&String, &TargetState)> {
         self.targets
@@ -172,6 +182,19 @@ mod tests {
                 target_generation: 1
             }]
         );
+    }
+
+    #[test]
+    fn next_due_is_the_end_of_the_earliest_pending_window() {
+        let t0 = Instant::now();
+        let mut d = detector(t0);
+        assert_eq!(d.next_due(t0), None, "no suspicion");
+        d.on_unreachable("a", t0 + 200 * MS);
+        d.on_alive("b", 1, t0 + 100 * MS);
+        d.on_unreachable("b", t0 + 300 * MS);
+        assert_eq!(d.next_due(t0 + 300 * MS), Some(t0 + W));
+        assert_eq!(d.next_due(t0 + W), Some(t0 + 100 * MS + W));
+        assert_eq!(d.next_due(t0 + 2 * W), None, "already due");
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub struct MonitorConfig {
     pub interval: Duration,
     pub probe_timeout: Duration,
     pub window: Duration,
+    /// How long a gossip heartbeat may take to reach this agent through
+    /// other members: a heartbeat seen at `t` is taken as life at
+    /// `t - heartbeat_lag`, so a dead target's last heartbeats, still
+    /// spreading after its death, neither refute a suspicion nor push its
+    /// vote back (2 gossip intervals by default).
+    pub heartbeat_lag: Duration,
 }
 
 /// One current suspicion of this agent.
@@ -80,8 +86,13 @@ pub async fn run_monitor(
     let mut timeout = config.probe_timeout;
     loop {
         // A round that overran is not loop lag: only the lateness of the
-        // wake-up itself counts.
-        let target = deadline.max(Instant::now());
+        // wake-up itself counts. A suspicion that outlasts the window before
+        // the next round wakes the loop early: its vote is not delayed.
+        let now = Instant::now();
+        let next = detector
+            .next_due(now)
+            .map_or(deadline, |due| due.min(deadline));
+        let target = next.max(now);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
@@ -134,7 +145,8 @@ pub async fn run_monitor(
         detector.set_targets(&generations, started);
         for name in targets.keys() {
             if let Some(m) = view_now.members.get(name) {
-                detector.on_heartbeat(name, m.heartbeat_seen_at);
+                let seen = m.heartbeat_seen_at;
+                detector.on_heartbeat(name, seen.checked_sub(config.heartbeat_lag).unwrap_or(seen));
             }
         }
         detector.observe_local_health(lag, config.interval, failed, answered, started);

@@ -65,6 +65,8 @@ pub struct MembershipConfig {
     pub gossip_interval: Duration,
     pub info: NodeInfo,
     pub key: GossipKey,
+    /// Where the gossip bytes are counted.
+    pub traffic: Arc<crate::traffic::Traffic>,
 }
 
 /// A running membership.
@@ -110,7 +112,8 @@ impl Membership {
         zombie: CancellationToken,
     ) -> Result<Membership, MembershipError> {
         let stats = Arc::new(AuthStats::default());
-        let transport = AuthTransport::new(config.key.clone(), stats.clone(), fault);
+        let transport = AuthTransport::new(config.key.clone(), stats.clone(), fault)
+            .with_traffic(config.traffic.clone());
         let self_id = ChitchatId::new(
             config.node_name.clone(),
             config.info.generation,

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::auth::{AuthStats, Authenticator, GossipKey};
 use crate::fault::FaultSwitch;
+use crate::traffic::Traffic;
 
 const MAX_DATAGRAM: usize = 65_507;
 /// How far a datagram's timestamp may be from our clock.
@@ -37,6 +38,7 @@ pub struct AuthTransport {
     window_ms: u64,
     stats: Arc<AuthStats>,
     fault: FaultSwitch,
+    traffic: Arc<Traffic>,
 }
 
 impl AuthTransport {
@@ -46,7 +48,14 @@ impl AuthTransport {
             window_ms: DEFAULT_AUTH_WINDOW_MS,
             stats,
             fault,
+            traffic: Arc::default(),
         }
+    }
+
+    /// Counts the datagrams' bytes in `traffic.gossip`.
+    pub fn with_traffic(mut self, traffic: Arc<Traffic>) -> AuthTransport {
+        self.traffic = traffic;
+        self
     }
 }
 
@@ -69,6 +78,7 @@ impl Transport for AuthTransport {
             buf: vec![0; MAX_DATAGRAM],
             pending: None,
             fault: self.fault.clone(),
+            traffic: self.traffic.clone(),
         }))
     }
 }
@@ -85,6 +95,7 @@ struct AuthSocket {
     /// its real sender, size and a decode deadline.
     pending: Option<(SocketAddr, usize, Instant)>,
     fault: FaultSwitch,
+    traffic: Arc<Traffic>,
 }
 
 impl AuthSocket {
@@ -119,7 +130,10 @@ impl Socket for AuthSocket {
         }
         let packet = self.auth.seal(&payload, unix_ms(), rand::random());
         match self.net.send_to(&packet, to).await {
-            Ok(num_bytes_sent) => Ok(SendOutcome { num_bytes_sent }),
+            Ok(num_bytes_sent) => {
+                self.traffic.gossip.add_sent(num_bytes_sent);
+                Ok(SendOutcome { num_bytes_sent })
+            }
             // An unreachable peer is not a broken socket.
             Err(err) => {
                 tracing::debug!(%to, %err, "gossip send failed");
@@ -165,6 +179,7 @@ impl Socket for AuthSocket {
                 }
                 Err(err) => return Err(err).context("gossip recv failed"),
             };
+            self.traffic.gossip.add_received(n);
             if self.fault.drops_gossip() {
                 continue;
             }

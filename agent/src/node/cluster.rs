@@ -20,6 +20,7 @@ use crate::health::ring_assignment;
 use crate::membership::{MembershipView, Presence};
 use crate::quorum::ConfirmedFailure;
 use crate::state::{Command, DropletStatus};
+use crate::traffic::{Class, Traffic, counted_channel};
 
 /// Version of the `Join` request this agent sends.
 pub const JOIN_VERSION: u32 = 1;
@@ -38,11 +39,17 @@ const SOLO_GRACE: Duration = Duration::from_secs(3);
 pub struct MtlsChannels {
     tls: ClientTlsConfig,
     fault: FaultSwitch,
+    traffic: Arc<Traffic>,
 }
 
 impl MtlsChannels {
-    pub fn new(tls: ClientTlsConfig, fault: FaultSwitch) -> Self {
-        Self { tls, fault }
+    /// Channels whose bytes are counted in `traffic.raft`.
+    pub fn new(tls: ClientTlsConfig, fault: FaultSwitch, traffic: Arc<Traffic>) -> Self {
+        Self {
+            tls,
+            fault,
+            traffic,
+        }
     }
 }
 
@@ -56,10 +63,12 @@ impl ChannelFactory for MtlsChannels {
             .map_err(|e| err(e.to_string()))?
             .tls_config(self.tls.clone())
             .map_err(|e| err(e.to_string()))?;
-        Ok(endpoint
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .connect_lazy())
+        Ok(counted_channel(
+            endpoint,
+            Duration::from_millis(500),
+            &self.traffic,
+            Class::Raft,
+        ))
     }
 
     fn link_up(&self, _addr: &str) -> bool {
@@ -297,7 +306,8 @@ pub async fn commit_failures(
             _ = ticker.tick() => {}
             changed = confirmed.changed() => if changed.is_err() { return },
         }
-        if !link.is_leader() {
+        // Idle: nothing confirmed, nothing to look up.
+        if confirmed.borrow().is_empty() || !link.is_leader() {
             continue;
         }
         let pending: Vec<ConfirmedFailure> = confirmed.borrow_and_update().clone();
@@ -358,6 +368,9 @@ async fn commit_one(link: &ClusterLink, failure: &ConfirmedFailure) -> Result<()
 
 /// Keeps the monitor assignment: the replicated topology's monitors when
 /// it has any, else a ring over the gossip members that have not left.
+/// The replicated state is read only when an entry was applied; a view
+/// change (heartbeats advance several times a second) only re-derives the
+/// ring from the member names.
 pub async fn derive_assignment(
     mut view: watch::Receiver<Arc<MembershipView>>,
     mut applied: watch::Receiver<u64>,
@@ -365,23 +378,35 @@ pub async fn derive_assignment(
     tx: watch::Sender<Assignment>,
     shutdown: CancellationToken,
 ) {
+    let mut planned: Option<Assignment> = None;
+    let mut state_changed = true;
     loop {
-        let topology = consensus.local_state().topology;
-        let next: Assignment = if topology.droplets.values().any(|d| !d.monitors.is_empty()) {
-            topology
+        if state_changed {
+            let topology = consensus.local_state().topology;
+            planned = topology
                 .droplets
-                .iter()
-                .map(|(name, d)| (name.clone(), d.monitors.clone()))
-                .collect()
-        } else {
-            let names: Vec<String> = view
-                .borrow_and_update()
-                .members
                 .values()
-                .filter(|m| m.info.presence == Presence::Up)
-                .map(|m| m.name.clone())
-                .collect();
-            ring_assignment(&names)
+                .any(|d| !d.monitors.is_empty())
+                .then(|| {
+                    topology
+                        .droplets
+                        .into_iter()
+                        .map(|(name, d)| (name, d.monitors))
+                        .collect()
+                });
+        }
+        let next: Assignment = match &planned {
+            Some(a) => a.clone(),
+            None => {
+                let names: Vec<String> = view
+                    .borrow_and_update()
+                    .members
+                    .values()
+                    .filter(|m| m.info.presence == Presence::Up)
+                    .map(|m| m.name.clone())
+                    .collect();
+                ring_assignment(&names)
+            }
         };
         tx.send_if_modified(|a| {
             let changed = *a != next;
@@ -390,8 +415,14 @@ pub async fn derive_assignment(
         });
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            changed = view.changed() => if changed.is_err() { return },
-            changed = applied.changed() => if changed.is_err() { return },
+            changed = view.changed() => {
+                if changed.is_err() { return }
+                state_changed = false;
+            }
+            changed = applied.changed() => {
+                if changed.is_err() { return }
+                state_changed = true;
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::consensus::Consensus;
 use crate::health::{Assignment, HealthSnapshot, Suspicion};
 use crate::membership::{AuthCounts, AuthStats, HealthDigest, MembershipView, Presence};
 use crate::quorum::ConfirmedFailure;
+use crate::traffic::{Traffic, TrafficCounts};
 
 /// Version of the status JSON document.
 pub const STATUS_VERSION: u32 = 1;
@@ -91,6 +92,9 @@ pub struct NodeStatus {
     pub load_balancer: Option<String>,
     /// Live release tag per `<project>/<environment>`.
     pub releases: std::collections::BTreeMap<String, String>,
+    /// Bytes by class: gossip datagrams, and the gRPC connections this
+    /// agent opened for health calls and for Raft.
+    pub traffic: TrafficCounts,
 }
 
 /// Everything the snapshot is computed from.
@@ -102,6 +106,7 @@ pub struct StatusSource {
     pub health: watch::Receiver<HealthSnapshot>,
     pub confirmed: watch::Receiver<Vec<ConfirmedFailure>>,
     pub auth: Arc<AuthStats>,
+    pub traffic: Arc<Traffic>,
     pub consensus: Consensus,
 }
 
@@ -202,6 +207,7 @@ impl StatusSource {
                     Some((key.clone(), live.tag.clone()))
                 })
                 .collect(),
+            traffic: self.traffic.counts(),
         }
     }
 }

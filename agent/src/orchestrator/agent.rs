@@ -156,12 +156,12 @@ pub async fn run_agent(
     let consensus = node.consensus().clone();
     let _ = runtime.set(NodeRuntime {
         consensus: consensus.clone(),
-        joins: MembershipJoins::new(node.view()),
+        joins: MembershipJoins::new(node.view()).with_raft(consensus.clone()),
     });
     let healer = Arc::new(Healer {
         provider: setup.provider.clone(),
         store: Arc::new(consensus.clone()),
-        joins: Arc::new(MembershipJoins::new(node.view())),
+        joins: Arc::new(MembershipJoins::new(node.view()).with_raft(consensus.clone())),
         notifier: Arc::new(LogNotifier),
         identity: setup.identity.clone(),
         policy: setup.policy.clone(),
