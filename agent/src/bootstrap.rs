@@ -400,10 +400,14 @@ fn write_file(path: &Path, content: &str) -> Result<(), BootstrapError> {
     })
 }
 
+/// Port of the load balancer of a local-cloud droplet (on its address).
+pub const SIM_LB_PORT: u16 = 7480;
+
 /// Builds the config of an agent started by the simulator: reads the
 /// user-data file, writes its PKI files under `<data dir>/pki/` (0600),
 /// binds gRPC and gossip on the droplet's own address with the ports of the
-/// user-data, and uses the droplet's data dir.
+/// user-data (the load balancer on [`SIM_LB_PORT`]), and uses the
+/// droplet's data dir.
 pub fn config_from_sim_env(env: &SimEnv) -> Result<AgentConfig, BootstrapError> {
     let text =
         std::fs::read_to_string(&env.user_data_file).map_err(|source| BootstrapError::Read {
@@ -444,6 +448,10 @@ pub fn config_from_sim_env(env: &SimEnv) -> Result<AgentConfig, BootstrapError> 
     raw.gossip_listen = Some(gossip.to_string());
     raw.gossip_advertise = Some(gossip.to_string());
     raw.data_dir = Some(env.data_dir.clone());
+    if raw.lb_listen.is_none() {
+        // The local cloud: the load balancer on the droplet's own address.
+        raw.lb_listen = Some(std::net::SocketAddr::new(env.addr, SIM_LB_PORT).to_string());
+    }
     Ok(AgentConfig::from_raw(raw)?)
 }
 

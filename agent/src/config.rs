@@ -22,6 +22,8 @@
 //! node_cert = "/etc/infra/pki/node.pem"
 //! node_key = "/etc/infra/pki/node.key"
 //! gossip_key_file = "/etc/infra/pki/gossip.key"
+//! lb_listen = "0.0.0.0:80"         # the leader's load balancer (default)
+//! nginx = "/usr/sbin/nginx"        # default
 //! ```
 
 use std::net::SocketAddr;
@@ -89,7 +91,16 @@ pub struct AgentConfig {
     pub tls: TlsFiles,
     /// File holding the cluster gossip key (hex, at least 32 bytes).
     pub gossip_key_file: PathBuf,
+    /// Where the load balancer listens while this agent leads.
+    pub lb_listen: SocketAddr,
+    /// The nginx binary of the load balancer.
+    pub nginx: PathBuf,
 }
+
+/// Default load balancer address of an agent.
+pub const DEFAULT_LB_LISTEN: &str = "0.0.0.0:80";
+/// Default nginx binary.
+pub const DEFAULT_NGINX: &str = "/usr/sbin/nginx";
 
 /// Every field optional: the shape of the file and of the overrides.
 #[derive(Debug, Clone, Default, Deserialize, clap::Args)]
@@ -140,6 +151,11 @@ pub struct RawConfig {
     pub node_key: Option<PathBuf>,
     #[arg(long, env = "INFRA_AGENT_GOSSIP_KEY_FILE")]
     pub gossip_key_file: Option<PathBuf>,
+    /// Load balancer address while this agent leads (default 0.0.0.0:80).
+    #[arg(long, env = "INFRA_AGENT_LB_LISTEN")]
+    pub lb_listen: Option<String>,
+    #[arg(long, env = "INFRA_AGENT_NGINX")]
+    pub nginx: Option<PathBuf>,
 }
 
 macro_rules! overlay {
@@ -186,7 +202,9 @@ impl RawConfig {
             ca_cert,
             node_cert,
             node_key,
-            gossip_key_file
+            gossip_key_file,
+            lb_listen,
+            nginx
         );
         self
     }
@@ -363,6 +381,11 @@ impl AgentConfig {
                 node_key: required(raw.node_key, "node_key")?,
             },
             gossip_key_file: required(raw.gossip_key_file, "gossip_key_file")?,
+            lb_listen: addr(
+                raw.lb_listen.as_deref().unwrap_or(DEFAULT_LB_LISTEN),
+                "lb_listen",
+            )?,
+            nginx: raw.nginx.unwrap_or_else(|| PathBuf::from(DEFAULT_NGINX)),
         })
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use infra_proto::v1::control_server::ControlServer;
 use infra_proto::v1::health_server::HealthServer;
+use infra_proto::v1::images_server::ImagesServer;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -28,9 +29,11 @@ pub use status::{
 use crate::api::control::ControlApi;
 use crate::api::handler::{ControlHandler, Unavailable};
 use crate::api::health::HealthApi;
+use crate::api::images::ImagesApi;
 use crate::api::raft::RaftService;
 use crate::config::AgentConfig;
 use crate::consensus::{Consensus, ConsensusConfig, ConsensusError};
+use crate::deploy::delivery::EngineLoader;
 use crate::fault::FaultSwitch;
 use crate::health::{
     Aggregator, Assignment, BroadcastVotes, GrpcProber, HealthSnapshot, MonitorConfig, Prober,
@@ -279,6 +282,9 @@ pub async fn start(
             status: status.clone(),
             link: link.clone(),
             handler: deps.control.unwrap_or_else(|| Arc::new(Unavailable)),
+        }))
+        .add_service(ImagesServer::new(ImagesApi {
+            loader: Arc::new(EngineLoader::default()),
         }))
         .add_service(
             RaftService::new(consensus.raft().clone())

@@ -1,5 +1,7 @@
-//! `infractl deploy-uat | deploy-prod | rollback | reproduce`: runs the
-//! deploy pipeline locally against the local container engine. Droplets come
+//! `infractl deploy-uat | deploy-prod | rollback | reproduce`. With a
+//! cluster (a context with endpoints, `--endpoint` or `INFRA_ENDPOINT`) the
+//! first three go to the cluster's leader (`deploy_cluster`). Without one,
+//! this runs the deploy pipeline locally against the local container engine. Droplets come
 //! from the planned topology (their runtime address when it is a loopback
 //! one, else 127.0.0.x assigned in name order); the load balancer is an
 //! nginx of its own under `.infra/lb/`; releases are kept in
@@ -27,6 +29,17 @@ use infra_agent::topology::Topology;
 use crate::local_lb::LocalLb;
 use crate::output::{OutputFormat, print_json};
 
+/// Which cluster to deploy through (default: the context's, if any).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// An agent's gRPC address (HOST:PORT); any agent forwards to the leader.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Directory with ca.pem, client.pem, client.key.
+    #[arg(long)]
+    pub pki: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum DeployCmd {
     /// Build PROJECT from git (or a local checkout) and deploy it to uat.
@@ -39,12 +52,16 @@ pub enum DeployCmd {
         local: bool,
         #[arg(long)]
         project_path: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Promote a uat release (the newest, or --tag) to prod: same images.
     DeployProd {
         project: String,
         #[arg(long)]
         tag: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Put the previous (or --to) kept release of PROJECT ENV back.
     Rollback {
@@ -52,6 +69,8 @@ pub enum DeployCmd {
         env: String,
         #[arg(long)]
         to: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Check out the commit of a deploy TAG into DIR with its manifest.
     Reproduce {
@@ -104,8 +123,28 @@ fn infra_dir(dir: &Path) -> PathBuf {
     crate::context::context_dir(dir)
 }
 
+/// The cluster to deploy through: `--endpoint`, `INFRA_ENDPOINT`, or a
+/// context with endpoints; `None` deploys locally.
+fn cluster_target(cmd: &DeployCmd, dir: &Path) -> anyhow::Result<Option<crate::client::Target>> {
+    let cluster = match cmd {
+        DeployCmd::DeployUat { cluster, .. }
+        | DeployCmd::DeployProd { cluster, .. }
+        | DeployCmd::Rollback { cluster, .. } => cluster.clone(),
+        DeployCmd::Reproduce { .. } => return Ok(None),
+    };
+    let env = std::env::var(crate::client::ENDPOINT_ENV).is_ok_and(|e| !e.is_empty());
+    let context = crate::context::Context::load(dir)?.is_some_and(|c| !c.endpoints.is_empty());
+    if cluster.endpoint.is_none() && !env && !context {
+        return Ok(None);
+    }
+    crate::client::resolve(dir, cluster.endpoint.as_deref(), cluster.pki.as_deref()).map(Some)
+}
+
 pub async fn run(cmd: DeployCmd, dir: &Path, out: OutputFormat) -> anyhow::Result<()> {
     let config = load(dir)?;
+    if let Some(target) = cluster_target(&cmd, dir)? {
+        return crate::deploy_cluster::run(cmd, &config, &target, out).await;
+    }
     let infra = infra_dir(dir);
     std::fs::create_dir_all(&infra).with_context(|| format!("creating {}", infra.display()))?;
     let releases = LocalReleaseLog::open(&infra.join("releases.json"))?;
@@ -161,6 +200,7 @@ pub async fn run(cmd: DeployCmd, dir: &Path, out: OutputFormat) -> anyhow::Resul
             branch,
             local,
             project_path,
+            ..
         } => {
             let source = match (local, project_path) {
                 (true, Some(path)) => Source::Local { path },
@@ -168,8 +208,10 @@ pub async fn run(cmd: DeployCmd, dir: &Path, out: OutputFormat) -> anyhow::Resul
             };
             DeployRequest::Uat { project, source }
         }
-        DeployCmd::DeployProd { project, tag } => DeployRequest::Prod { project, tag },
-        DeployCmd::Rollback { project, env, to } => DeployRequest::Rollback { project, env, to },
+        DeployCmd::DeployProd { project, tag, .. } => DeployRequest::Prod { project, tag },
+        DeployCmd::Rollback {
+            project, env, to, ..
+        } => DeployRequest::Rollback { project, env, to },
         DeployCmd::Reproduce { .. } => unreachable!("handled above"),
     };
     let outcome = pipeline.run(&req, &vars, chrono::Utc::now()).await?;

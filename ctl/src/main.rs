@@ -6,6 +6,7 @@ mod client;
 mod cloud;
 mod context;
 mod deploy;
+mod deploy_cluster;
 mod exit;
 mod local_lb;
 mod offline;

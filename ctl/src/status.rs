@@ -1,7 +1,7 @@
 //! `infractl status`: the cluster as one agent sees it. JSON output is the
 //! agent's status document as is (the scripts' contract: `leader`, `term`,
 //! `commit_index`, `members`, `failures`, `recoveries`, `voters`,
-//! `learners`, `suspicions`); text output is a table of members under a
+//! `learners`, `suspicions`, `load_balancer`, `releases`); text output is a table of members under a
 //! leader/term line.
 
 use std::path::Path;
@@ -148,6 +148,17 @@ pub fn render(s: &Value) -> String {
             &rows,
         ));
     }
+    if let Some(lb) = s["load_balancer"].as_str() {
+        out.push_str(&format!("\nload balancer: {lb}\n"));
+    }
+    if let Some(releases) = s["releases"].as_object().filter(|r| !r.is_empty()) {
+        out.push_str("\nreleases:\n");
+        let rows: Vec<Vec<String>> = releases
+            .iter()
+            .map(|(key, tag)| vec![key.clone(), text(tag)])
+            .collect();
+        out.push_str(&table(&["PROJECT/ENV", "LIVE"], &rows));
+    }
     let suspicions = s["suspicions"].as_array().unwrap_or(&empty);
     if !suspicions.is_empty() {
         let names: Vec<String> = suspicions.iter().map(|x| text(&x["target"])).collect();
@@ -175,7 +186,9 @@ mod tests {
                  "generation": 1, "grpc_addr": "127.0.0.3:7400", "monitors": []}
             ],
             "failures": [{"name": "n2", "generation": 1, "confirmed_at": 99}],
-            "recoveries": [], "suspicions": []
+            "recoveries": [], "suspicions": [],
+            "load_balancer": "http://127.0.0.2:7480",
+            "releases": {"shop/uat": "v1.0.0-uat-20261125-1200"}
         });
         let text = render(&s);
         assert!(text.starts_with("leader: n0   term: 4   commit index: 17   (answered by n1)"));
@@ -194,6 +207,14 @@ mod tests {
         );
         assert!(
             text.contains("confirmed failures:\nNAME   GEN   CONFIRMED_AT_MS\nn2     1     99"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nload balancer: http://127.0.0.2:7480\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shop/uat      v1.0.0-uat-20261125-1200"),
             "{text}"
         );
     }

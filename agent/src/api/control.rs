@@ -195,6 +195,7 @@ impl Control for ControlApi {
                     local: r.local,
                     project_path: r.project_path,
                     secrets: r.secrets.into_iter().collect(),
+                    deployment_json: r.deployment_json,
                 };
                 handler.deploy(req, sink).await
             },
@@ -215,6 +216,7 @@ impl Control for ControlApi {
                     project: r.project,
                     environment: r.environment,
                     to_tag: r.to_tag,
+                    deployment_json: r.deployment_json,
                 };
                 handler.rollback(req, sink).await
             },

@@ -4,6 +4,7 @@ use tonic::Status;
 
 use super::handler::ControlError;
 use crate::consensus::ConsensusError;
+use crate::deploy::delivery::DeliveryError;
 use crate::health::ProbeError;
 use crate::quorum::VoteRejection;
 
@@ -44,6 +45,8 @@ pub enum ApiError {
     ForwardLoop(String),
     #[error(transparent)]
     Consensus(#[from] ConsensusError),
+    #[error("image delivery: {0}")]
+    Delivery(#[from] DeliveryError),
 }
 
 impl From<ApiError> for Status {
@@ -64,6 +67,9 @@ impl From<ApiError> for Status {
             }
             ApiError::Consensus(ConsensusError::NotLeader(_)) => Status::unavailable(msg),
             ApiError::Consensus(_) => Status::internal(msg),
+            ApiError::Delivery(DeliveryError::NoImage) => Status::invalid_argument(msg),
+            ApiError::Delivery(DeliveryError::Mismatch { .. }) => Status::data_loss(msg),
+            ApiError::Delivery(DeliveryError::Runtime(_)) => Status::unavailable(msg),
         }
     }
 }
@@ -97,5 +103,14 @@ mod tests {
         let s: Status = ApiError::NoLeader.into();
         assert_eq!(s.code(), tonic::Code::Unavailable);
         assert!(is_no_leader(&s), "{s:?}");
+        let s: Status = ApiError::from(DeliveryError::NoImage).into();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        let s: Status = ApiError::from(DeliveryError::Mismatch {
+            expected: "sha256:a".into(),
+            loaded: "sha256:b".into(),
+        })
+        .into();
+        assert_eq!(s.code(), tonic::Code::DataLoss);
+        assert!(s.message().contains("sha256:a") && s.message().contains("sha256:b"));
     }
 }

@@ -53,6 +53,8 @@ pub struct Deploy {
     pub local: bool,
     pub project_path: String,
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// The caller's deployment_config.json (empty: the last applied one).
+    pub deployment_json: String,
 }
 
 impl std::fmt::Debug for Deploy {
@@ -65,6 +67,7 @@ impl std::fmt::Debug for Deploy {
             .field("local", &self.local)
             .field("project_path", &self.project_path)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("deployment_json", &self.deployment_json.len())
             .finish()
     }
 }
@@ -74,6 +77,8 @@ pub struct Rollback {
     pub project: String,
     pub environment: String,
     pub to_tag: String,
+    /// The caller's deployment_config.json (empty: the last applied one).
+    pub deployment_json: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

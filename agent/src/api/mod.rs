@@ -6,4 +6,5 @@ pub mod error;
 pub mod forward;
 pub mod handler;
 pub mod health;
+pub mod images;
 pub mod raft;

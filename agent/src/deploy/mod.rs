@@ -3,14 +3,17 @@
 //! bookkeeping (what to keep, what to roll back to).
 
 pub mod cutover;
+pub mod delivery;
 pub mod git;
 pub mod pipeline;
 pub mod release_log;
 pub mod releases;
 pub mod reproduce;
 pub mod rollout;
+pub mod sealed;
 pub mod secrets;
 pub mod service;
+pub mod state_log;
 pub mod version;
 
 pub use secrets::{MissingSecret, SecretValue, resolve_secrets};

@@ -58,6 +58,24 @@ impl GossipKey {
         GossipKey(rand::random::<[u8; 32]>().to_vec())
     }
 
+    /// A 32-byte key for another use of the cluster key, derived with
+    /// HKDF-SHA256 under the domain `label` (e.g. `infra secrets v1`).
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        struct Len32;
+        impl ring::hkdf::KeyType for Len32 {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"infra-agent key derivation");
+        let mut out = [0u8; 32];
+        salt.extract(&self.0)
+            .expand(&[label], Len32)
+            .and_then(|okm| okm.fill(&mut out))
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
+    }
+
     /// The key as the hex text stored in a key file.
     pub fn to_hex(&self) -> String {
         hex::encode(&self.0)

@@ -88,6 +88,10 @@ pub struct NodeStatus {
     pub confirmed_failures: Vec<ConfirmedStatus>,
     pub local: HealthSnapshot,
     pub gossip_auth: AuthCounts,
+    /// The load balancer's base URL (`http://IP:PORT`), once started.
+    pub load_balancer: Option<String>,
+    /// Live release tag per `<project>/<environment>`.
+    pub releases: std::collections::BTreeMap<String, String>,
     /// Bytes by class: gossip datagrams, and the gRPC connections this
     /// agent opened for health calls and for Raft.
     pub traffic: TrafficCounts,
@@ -193,6 +197,16 @@ impl StatusSource {
                 .collect(),
             local: health,
             gossip_auth: self.auth.counts(),
+            load_balancer: state.load_balancer.clone(),
+            releases: state
+                .releases
+                .keys()
+                .filter_map(|key| {
+                    let (project, env) = key.split_once('/')?;
+                    let live = state.current_release(project, env)?;
+                    Some((key.clone(), live.tag.clone()))
+                })
+                .collect(),
             traffic: self.traffic.counts(),
         }
     }

@@ -8,14 +8,18 @@ use std::time::Duration;
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterIdentity, Healer, MembershipJoins, NodeRuntime, OrchestratorHandler, Waits};
+use super::{
+    ClusterIdentity, DeploySettings, Healer, LeaderDeploys, MembershipJoins, NodeRuntime,
+    OrchestratorHandler, Waits,
+};
 use crate::bootstrap::{api_token_path, ca_key_path};
 use crate::config::AgentConfig;
+use crate::deploy::sealed::SecretsKey;
 use crate::membership::GossipKey;
 use crate::node::{NodeDeps, NodeError};
 use crate::provider::{DEFAULT_BASE_URL, DoClient, DoConfig, ProviderError, Secret};
 use crate::recovery::{LogNotifier, RecoveryPolicy, SagaTiming};
-use crate::tls::{Ca, TlsError};
+use crate::tls::{Ca, TlsError, TlsMaterial};
 
 /// Base image of droplets the leader creates.
 pub const DEFAULT_BASE_IMAGE: &str = "ubuntu-24-04-x64";
@@ -126,6 +130,23 @@ pub async fn run_agent(
         waits: setup.waits,
         spec_dir: config.data_dir.join("spec"),
         snapshots_kept: setup.policy.snapshots_kept,
+        deploys: Some(Arc::new(LeaderDeploys::new(
+            DeploySettings {
+                nginx: config.nginx.clone(),
+                lb_listen: config.lb_listen,
+                advertise_ip: config.grpc_advertise.ip(),
+                data_dir: config.data_dir.clone(),
+                grpc_port: config.grpc_advertise.port(),
+                tls: TlsMaterial::load(
+                    &config.tls.ca_cert,
+                    &config.tls.node_cert,
+                    &config.tls.node_key,
+                )
+                .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+                .client_config(),
+            },
+            SecretsKey::derive(&setup.identity.gossip_key),
+        ))),
     };
     let deps = NodeDeps {
         control: Some(Arc::new(handler)),

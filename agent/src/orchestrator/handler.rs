@@ -7,7 +7,10 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 
-use super::{ApplyDeps, ClusterIdentity, MembershipJoins, ProgressEvent, Waits, apply_spec};
+use super::deploy::Request;
+use super::{
+    ApplyDeps, ClusterIdentity, LeaderDeploys, MembershipJoins, ProgressEvent, Waits, apply_spec,
+};
 use crate::api::handler::{
     AddProject, ApplySpec, Cleanup, ControlError, ControlHandler, Deploy, Outcome, ProgressSink,
     Recover, RemoveProject, Rollback, Scale,
@@ -35,6 +38,8 @@ pub struct OrchestratorHandler {
     pub spec_dir: PathBuf,
     /// Snapshots kept per droplet by cleanup.
     pub snapshots_kept: usize,
+    /// Deploys and rollbacks (`None`: this agent does not deploy).
+    pub deploys: Option<Arc<LeaderDeploys>>,
 }
 
 const INFRA: &str = "infrastructure.json";
@@ -204,12 +209,36 @@ impl ControlHandler for OrchestratorHandler {
         super::manual::recover(&rt.consensus, &rt.joins, req, self.waits.recover, &progress).await
     }
 
-    async fn deploy(&self, _: Deploy, _: ProgressSink) -> Result<Outcome, ControlError> {
-        Err(ControlError::NotAvailable("Deploy"))
+    async fn deploy(&self, req: Deploy, progress: ProgressSink) -> Result<Outcome, ControlError> {
+        let deploys = self
+            .deploys
+            .as_ref()
+            .ok_or(ControlError::NotAvailable("Deploy"))?;
+        let req = Request::from_deploy(req)?;
+        let rt = self.runtime()?;
+        deploys
+            .run(&rt.consensus, req, &self.spec_dir, &progress)
+            .await
     }
 
-    async fn rollback(&self, _: Rollback, _: ProgressSink) -> Result<Outcome, ControlError> {
-        Err(ControlError::NotAvailable("Rollback"))
+    async fn rollback(
+        &self,
+        req: Rollback,
+        progress: ProgressSink,
+    ) -> Result<Outcome, ControlError> {
+        let deploys = self
+            .deploys
+            .as_ref()
+            .ok_or(ControlError::NotAvailable("Rollback"))?;
+        let rt = self.runtime()?;
+        deploys
+            .run(
+                &rt.consensus,
+                Request::from_rollback(req),
+                &self.spec_dir,
+                &progress,
+            )
+            .await
     }
 
     async fn cleanup(&self, req: Cleanup, progress: ProgressSink) -> Result<Outcome, ControlError> {

@@ -10,9 +10,11 @@
 
 mod agent;
 mod apply;
+mod deploy;
 mod handler;
 mod healer;
 mod joins;
+mod lb_routes;
 mod manual;
 mod saga_store;
 mod store;
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 pub use agent::{DEFAULT_BASE_IMAGE, LeaderSetup, SetupError, run_agent};
 pub use apply::{ApplyDeps, ApplyReport, apply_spec};
+pub use deploy::{DeploySettings, LeaderDeploys};
 pub use handler::{NodeRuntime, OrchestratorHandler};
 pub use healer::{Healer, SagaResult};
 pub use joins::{MembershipJoins, has_joined};

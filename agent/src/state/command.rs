@@ -161,8 +161,29 @@ pub enum Command {
         tag: String,
         /// Image id per service name.
         images: BTreeMap<String, String>,
+        /// Commit the images were built from, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
         at_ms: u64,
     },
+    /// A kept release of `project`/`environment` is live again (rollback).
+    SetLiveRelease {
+        project: String,
+        environment: String,
+        tag: String,
+        at_ms: u64,
+    },
+    /// Secrets of `project`/`environment`, sealed (AEAD, see
+    /// `deploy::sealed`): name -> hex of nonce and ciphertext. Merged into
+    /// the stored ones.
+    StoreSecrets {
+        project: String,
+        environment: String,
+        sealed: BTreeMap<String, String>,
+        at_ms: u64,
+    },
+    /// The load balancer's base URL (e.g. `http://203.0.113.2`).
+    SetLoadBalancer { url: String, at_ms: u64 },
     /// A provider snapshot of `droplet` exists.
     RecordSnapshot {
         droplet: String,
@@ -192,6 +213,9 @@ impl Command {
             Command::RecoveryStep { .. } => "recovery_step",
             Command::SaveSaga { .. } => "save_saga",
             Command::RecordRelease { .. } => "record_release",
+            Command::SetLiveRelease { .. } => "set_live_release",
+            Command::StoreSecrets { .. } => "store_secrets",
+            Command::SetLoadBalancer { .. } => "set_load_balancer",
             Command::RecordSnapshot { .. } => "record_snapshot",
             Command::ForgetSnapshot { .. } => "forget_snapshot",
             Command::RecordEvent { .. } => "record_event",

@@ -4,6 +4,7 @@
 
 mod command;
 mod recovery;
+mod releases;
 
 #[cfg(test)]
 mod proptests;
@@ -48,6 +49,17 @@ pub struct ClusterState {
     pub snapshots: BTreeMap<String, Vec<SnapshotRecord>>,
     /// Bounded audit log, oldest first.
     pub events: VecDeque<Event>,
+    /// Live release tag per `<project>/<environment>` (after a rollback it
+    /// is not the newest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub live_releases: BTreeMap<String, String>,
+    /// Sealed secrets per `<project>/<environment>`: name -> hex(nonce ||
+    /// ciphertext) under the cluster's secrets key; never plaintext.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// The load balancer's base URL, once the leader started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<String>,
 }
 
 impl Default for ClusterState {
@@ -61,6 +73,9 @@ impl Default for ClusterState {
             releases: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             events: VecDeque::new(),
+            live_releases: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            load_balancer: None,
         }
     }
 }
@@ -123,6 +138,9 @@ pub struct Release {
     /// Image id per service name.
     pub images: BTreeMap<String, String>,
     pub deployed_at_ms: u64,
+    /// Commit the images were built from, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,11 +175,15 @@ impl ClusterState {
         self.recoveries.get(name).filter(|r| r.is_open())
     }
 
-    /// The release currently deployed to `project`/`environment`.
+    /// The release currently deployed to `project`/`environment` (the
+    /// live one after a rollback, else the newest).
     pub fn current_release(&self, project: &str, environment: &str) -> Option<&Release> {
-        self.releases
-            .get(&release_key(project, environment))?
-            .last()
+        let key = release_key(project, environment);
+        let history = self.releases.get(&key)?;
+        match self.live_releases.get(&key) {
+            Some(tag) => history.iter().rev().find(|r| &r.tag == tag),
+            None => history.last(),
+        }
     }
 
     /// The newest known snapshot of `droplet`.
@@ -302,28 +324,35 @@ impl ClusterState {
                 environment,
                 tag,
                 images,
+                commit,
                 at_ms,
             } => {
-                let history = self
-                    .releases
-                    .entry(release_key(project, environment))
-                    .or_default();
-                if history
-                    .last()
-                    .is_some_and(|r| &r.tag == tag && &r.images == images)
-                {
-                    return Response::Unchanged;
-                }
-                history.push(Release {
+                let release = Release {
                     tag: tag.clone(),
                     images: images.clone(),
                     deployed_at_ms: *at_ms,
-                });
-                if history.len() > MAX_RELEASES {
-                    history.remove(0);
+                    commit: commit.clone(),
+                };
+                self.record_release(project, environment, release, log_index)
+            }
+            Command::SetLiveRelease {
+                project,
+                environment,
+                tag,
+                at_ms,
+            } => self.set_live_release(project, environment, tag, *at_ms, log_index),
+            Command::StoreSecrets {
+                project,
+                environment,
+                sealed,
+                at_ms,
+            } => self.store_secrets(project, environment, sealed, *at_ms, log_index),
+            Command::SetLoadBalancer { url, at_ms } => {
+                if self.load_balancer.as_ref() == Some(url) {
+                    return Response::Unchanged;
                 }
-                let msg = format!("release {tag} deployed to {project}/{environment}");
-                self.event(log_index, *at_ms, msg);
+                self.load_balancer = Some(url.clone());
+                self.event(log_index, *at_ms, format!("load balancer at {url}"));
                 Response::Applied
             }
             Command::RecordSnapshot {

@@ -201,6 +201,7 @@ fn releases_keep_bounded_history_and_dedupe() {
             environment: "prod".into(),
             tag: tag.into(),
             images: BTreeMap::from([("web".to_string(), format!("sha-{tag}"))]),
+            commit: None,
             at_ms: 5,
         })
     };
@@ -211,6 +212,51 @@ fn releases_keep_bounded_history_and_dedupe() {
     }
     assert_eq!(s.releases["p/prod"].len(), MAX_RELEASES);
     assert_eq!(s.current_release("p", "prod").unwrap().tag, "v31");
+    // A rollback makes an older kept release live; an unknown one is refused.
+    let live = |tag: &str| {
+        env(Command::SetLiveRelease {
+            project: "p".into(),
+            environment: "prod".into(),
+            tag: tag.into(),
+            at_ms: 6,
+        })
+    };
+    assert_eq!(s.apply(&live("v30"), 40, 1), Response::Applied);
+    assert_eq!(s.current_release("p", "prod").unwrap().tag, "v30");
+    assert!(s.apply(&live("v1"), 41, 1).is_rejected());
+    // Re-recording the newest release makes it live again.
+    assert_eq!(s.apply(&rel("v31"), 42, 1), Response::Applied);
+    assert_eq!(s.current_release("p", "prod").unwrap().tag, "v31");
+    assert_eq!(s.releases["p/prod"].len(), MAX_RELEASES);
+}
+
+#[test]
+fn sealed_secrets_merge_and_load_balancer_is_recorded() {
+    let mut s = ClusterState::default();
+    let store = |name: &str, sealed: &str| {
+        env(Command::StoreSecrets {
+            project: "p".into(),
+            environment: "uat".into(),
+            sealed: BTreeMap::from([(name.to_string(), sealed.to_string())]),
+            at_ms: 1,
+        })
+    };
+    assert_eq!(s.apply(&store("a", "00"), 1, 1), Response::Applied);
+    assert_eq!(s.apply(&store("b", "01"), 2, 1), Response::Applied);
+    assert_eq!(s.apply(&store("b", "01"), 3, 1), Response::Unchanged);
+    assert_eq!(s.secrets["p/uat"].len(), 2);
+    let lb = env(Command::SetLoadBalancer {
+        url: "http://127.0.0.2:7480".into(),
+        at_ms: 1,
+    });
+    assert_eq!(s.apply(&lb, 4, 1), Response::Applied);
+    assert_eq!(s.apply(&lb, 5, 1), Response::Unchanged);
+    assert_eq!(s.load_balancer.as_deref(), Some("http://127.0.0.2:7480"));
+    // An old state without the new fields still parses.
+    let mut old = serde_json::to_value(ClusterState::default()).unwrap();
+    old.as_object_mut().unwrap().remove("load_balancer");
+    let back: ClusterState = serde_json::from_value(old).unwrap();
+    assert!(back.secrets.is_empty() && back.load_balancer.is_none());
 }
 
 #[test]

@@ -1,0 +1,356 @@
+//! The leader's Deploy and Rollback: runs the deploy pipeline with the
+//! cluster's topology and droplet addresses, the local container engine
+//! (in the local cloud every droplet shares it), an nginx of its own
+//! ([`LeaderDeploys`] starts it on the first deploy and records its URL in
+//! the state), the release log in the replicated state
+//! ([`StateReleaseLog`]) and secrets sealed in the state
+//! ([`SecretsKey`]). One deploy runs at a time.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::transport::ClientTlsConfig;
+
+use crate::api::handler::{ControlError, Deploy, Outcome, ProgressSink, Rollback};
+use crate::deploy::cutover::{CutoverConfig, HttpProbe};
+use crate::deploy::delivery::PushingRuntime;
+use crate::deploy::pipeline::{DeployRequest, Droplet, Pipeline, PipelineConfig, Progress, Source};
+use crate::deploy::sealed::SecretsKey;
+use crate::deploy::secrets::candidate_vars;
+use crate::deploy::state_log::StateReleaseLog;
+use crate::lb::{LbConfig, Nginx};
+use crate::orchestrator::StateStore;
+use crate::runtime::{ContainerRuntime, DEFAULT_SECRETS_ROOT, DockerRuntime, LABEL_MANAGED};
+use crate::spec::{DeploymentConfig, parse_deployment};
+use crate::state::{ClusterState, Command, release_key};
+
+/// Where the leader's deploys run.
+#[derive(Debug, Clone)]
+pub struct DeploySettings {
+    /// The nginx binary (`/usr/sbin/nginx`).
+    pub nginx: PathBuf,
+    /// Where the load balancer listens.
+    pub lb_listen: SocketAddr,
+    /// The address in the load balancer's URL when it listens on all.
+    pub advertise_ip: IpAddr,
+    /// Data directory: `lb/` (nginx prefix) and `deploy/` (clones).
+    pub data_dir: PathBuf,
+    /// The agents' gRPC port (images are pushed to `<droplet ip>:<port>`).
+    pub grpc_port: u16,
+    /// mTLS to the other agents (image delivery).
+    pub tls: ClientTlsConfig,
+}
+
+/// The leader's deploy machinery (lazily started).
+pub struct LeaderDeploys {
+    settings: DeploySettings,
+    key: SecretsKey,
+    lb: tokio::sync::OnceCell<Arc<Nginx>>,
+    engine: tokio::sync::OnceCell<DockerRuntime>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+struct Steps<'a>(&'a ProgressSink);
+
+impl Progress for Steps<'_> {
+    fn step(&self, line: &str) {
+        self.0.step(line);
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> ControlError {
+    ControlError::Failed(e.to_string())
+}
+
+fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
+
+impl LeaderDeploys {
+    pub fn new(settings: DeploySettings, key: SecretsKey) -> Self {
+        LeaderDeploys {
+            settings,
+            key,
+            lb: tokio::sync::OnceCell::new(),
+            engine: tokio::sync::OnceCell::new(),
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The base URL clients reach the load balancer at.
+    pub fn lb_url(&self) -> String {
+        let l = self.settings.lb_listen;
+        let ip = if l.ip().is_unspecified() {
+            self.settings.advertise_ip
+        } else {
+            l.ip()
+        };
+        format!("http://{}", SocketAddr::new(ip, l.port()))
+    }
+
+    /// The leader's nginx, started on first use with the routes of every
+    /// live release the state knows (a new leader serves them at once).
+    async fn lb(
+        &self,
+        store: &dyn StateStore,
+        state: &ClusterState,
+        engine: &DockerRuntime,
+    ) -> Result<&Arc<Nginx>, ControlError> {
+        self.lb
+            .get_or_try_init(|| async {
+                let prefix = self.settings.data_dir.join("lb");
+                let nginx = Nginx::new(&self.settings.nginx, &prefix);
+                let mut cfg = LbConfig::new(self.settings.lb_listen);
+                cfg.worker_processes = "1".into();
+                let managed = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
+                let running = engine.list(&managed).await.map_err(failed)?;
+                cfg.routes = super::lb_routes::routes(state, &running);
+                nginx
+                    .start(&cfg)
+                    .await
+                    .map_err(|e| failed(format!("starting the load balancer: {e}")))?;
+                store
+                    .write(Command::SetLoadBalancer {
+                        url: self.lb_url(),
+                        at_ms: now_ms(),
+                    })
+                    .await
+                    .map_err(failed)?;
+                Ok(Arc::new(nginx))
+            })
+            .await
+    }
+
+    async fn engine(&self) -> Result<&DockerRuntime, ControlError> {
+        self.engine
+            .get_or_try_init(|| async {
+                DockerRuntime::connect(DEFAULT_SECRETS_ROOT)
+                    .await
+                    .map_err(|e| failed(format!("container engine: {e}")))
+            })
+            .await
+    }
+
+    /// Seals the caller's secrets into the state and returns the variables
+    /// the pipeline resolves from: the stored secrets of project+env (opened)
+    /// overridden by the caller's.
+    async fn secret_vars(
+        &self,
+        store: &dyn StateStore,
+        state: &ClusterState,
+        project: &str,
+        env: &str,
+        given: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<BTreeMap<String, String>, ControlError> {
+        let var = |name: &str| candidate_vars(project, env, name).remove(0);
+        let mut vars = BTreeMap::new();
+        let stored = state.secrets.get(&release_key(project, env));
+        for (name, sealed) in stored.into_iter().flatten() {
+            let plain = self.key.open(project, env, name, sealed).map_err(failed)?;
+            let text = String::from_utf8(plain)
+                .map_err(|_| ControlError::Invalid(format!("secret `{name}` is not UTF-8")))?;
+            vars.insert(var(name), text);
+        }
+        let mut sealed = BTreeMap::new();
+        for (name, value) in given {
+            let text = String::from_utf8(value.clone())
+                .map_err(|_| ControlError::Invalid(format!("secret `{name}` is not UTF-8")))?;
+            sealed.insert(
+                name.clone(),
+                self.key.seal(project, env, name, value).map_err(failed)?,
+            );
+            vars.insert(var(name), text);
+        }
+        if !sealed.is_empty() {
+            store
+                .write(Command::StoreSecrets {
+                    project: project.into(),
+                    environment: env.into(),
+                    sealed,
+                    at_ms: now_ms(),
+                })
+                .await
+                .map_err(failed)?;
+        }
+        Ok(vars)
+    }
+
+    /// Runs a deploy (UAT or prod) or a rollback on the leader.
+    pub async fn run(
+        &self,
+        store: &dyn StateStore,
+        req: Request,
+        spec_dir: &Path,
+        progress: &ProgressSink,
+    ) -> Result<Outcome, ControlError> {
+        let _one = self.one_at_a_time.lock().await;
+        let state = store.read().await.map_err(failed)?;
+        let deployment = deployment_config(&req.deployment_json, spec_dir)?;
+        let (project, env) = req.target();
+        let vars = self
+            .secret_vars(store, &state, project, env, &req.secrets)
+            .await?;
+        let engine = self.engine().await?;
+        let lb = self.lb(store, &state, engine).await?.clone();
+        let shared: Arc<dyn ContainerRuntime> = Arc::new(engine.clone());
+        let droplets = droplets(&state, &shared, &self.settings);
+        let releases = StateReleaseLog { store };
+        let steps = Steps(progress);
+        let pipeline = Pipeline {
+            deployment: &deployment,
+            topology: &state.topology,
+            droplets: &droplets,
+            builder: engine,
+            lb: lb.as_ref(),
+            releases: &releases,
+            probe: &HttpProbe {
+                timeout: Duration::from_secs(2),
+            },
+            progress: &steps,
+            config: PipelineConfig {
+                cutover: CutoverConfig {
+                    drain: Duration::from_secs(1),
+                    poll_interval: Duration::from_millis(200),
+                    ..CutoverConfig::default()
+                },
+                work_dir: self.settings.data_dir.join("deploy"),
+                ..PipelineConfig::default()
+            },
+        };
+        let outcome = pipeline
+            .run(&req.pipeline, &vars, chrono::Utc::now())
+            .await
+            .map_err(failed)?;
+        let mut result = serde_json::to_value(&outcome).map_err(failed)?;
+        result["version"] = 1.into();
+        result["load_balancer"] = self.lb_url().into();
+        Ok(Outcome {
+            message: format!(
+                "deployed {} to {}: {} (rollout {} ms)",
+                outcome.project, outcome.env, outcome.tag, outcome.rollout_ms
+            ),
+            result: Some(result),
+        })
+    }
+}
+
+/// A Deploy or Rollback call as the pipeline runs it.
+pub struct Request {
+    pub pipeline: DeployRequest,
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    pub deployment_json: String,
+}
+
+impl Request {
+    fn target(&self) -> (&str, &str) {
+        match &self.pipeline {
+            DeployRequest::Uat { project, .. } => (project, "uat"),
+            DeployRequest::Prod { project, .. } => (project, "prod"),
+            DeployRequest::Rollback { project, env, .. } => (project, env),
+        }
+    }
+
+    pub fn from_deploy(req: Deploy) -> Result<Request, ControlError> {
+        let pipeline = match req.environment.as_str() {
+            "uat" => DeployRequest::Uat {
+                source: if req.local {
+                    if req.project_path.is_empty() {
+                        return Err(ControlError::Invalid(
+                            "`local` needs `project_path` (a directory the leader can read)".into(),
+                        ));
+                    }
+                    Source::Local {
+                        path: PathBuf::from(&req.project_path),
+                    }
+                } else {
+                    Source::Git {
+                        branch: Some(req.branch)
+                            .filter(|b| !b.is_empty())
+                            .unwrap_or_else(|| "main".into()),
+                    }
+                },
+                project: req.project,
+            },
+            "prod" => DeployRequest::Prod {
+                project: req.project,
+                tag: Some(req.tag).filter(|t| !t.is_empty()),
+            },
+            other => {
+                return Err(ControlError::Invalid(format!(
+                    "environment `{other}`: deploys go to `uat` (built) or `prod` (promoted)"
+                )));
+            }
+        };
+        Ok(Request {
+            pipeline,
+            secrets: req.secrets,
+            deployment_json: req.deployment_json,
+        })
+    }
+
+    pub fn from_rollback(req: Rollback) -> Request {
+        Request {
+            pipeline: DeployRequest::Rollback {
+                project: req.project,
+                env: req.environment,
+                to: Some(req.to_tag).filter(|t| !t.is_empty()),
+            },
+            secrets: BTreeMap::new(),
+            deployment_json: req.deployment_json,
+        }
+    }
+}
+
+/// The caller's deployment config, else the last applied one.
+fn deployment_config(text: &str, spec_dir: &Path) -> Result<DeploymentConfig, ControlError> {
+    let file = spec_dir.join("deployment_config.json");
+    let text = if text.trim().is_empty() {
+        std::fs::read_to_string(&file).map_err(|_| {
+            ControlError::Invalid(format!(
+                "no deployment_config.json in the request and none applied on this leader ({})",
+                file.display()
+            ))
+        })?
+    } else {
+        text.to_string()
+    };
+    parse_deployment(&text, Path::new("deployment_config.json"))
+        .map_err(|e| ControlError::Invalid(e.to_string()))
+}
+
+/// Every droplet of the state with an address: containers on the shared
+/// engine, images pushed to the droplet's agent.
+fn droplets(
+    state: &ClusterState,
+    engine: &Arc<dyn ContainerRuntime>,
+    settings: &DeploySettings,
+) -> BTreeMap<String, Droplet> {
+    state
+        .topology
+        .droplets
+        .iter()
+        .filter_map(|(name, d)| {
+            let ip = state
+                .droplets
+                .get(name)
+                .and_then(|r| r.ip.clone())
+                .or_else(|| d.ip.clone())?;
+            let address = ip.parse::<IpAddr>().ok()?;
+            Some((
+                name.clone(),
+                Droplet {
+                    name: name.clone(),
+                    address,
+                    runtime: Arc::new(PushingRuntime::new(
+                        engine.clone(),
+                        SocketAddr::new(address, settings.grpc_port).to_string(),
+                        settings.tls.clone(),
+                    )),
+                },
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,110 @@
+//! The load balancer's routes as the cluster runs them (pure): one route
+//! per placed web service whose project+environment has a live release,
+//! with a backend per droplet where its container runs. A leader renders
+//! them when it starts its nginx, so a new leader serves every deployed
+//! project at once, not only the ones it deploys next.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::deploy::pipeline::LABEL_DROPLET;
+use crate::lb::Route;
+use crate::runtime::{ContainerInfo, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE};
+use crate::spec::ServiceKind;
+use crate::state::{ClusterState, release_key};
+
+/// Routes for the running `containers` of the state's live releases.
+pub fn routes(state: &ClusterState, containers: &[ContainerInfo]) -> Vec<Route> {
+    let label = |c: &ContainerInfo, k: &str| c.labels.get(k).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for svc in state.topology.services.values() {
+        let live = state
+            .live_releases
+            .contains_key(&release_key(&svc.project, &svc.environment));
+        if svc.kind != ServiceKind::Web || !live {
+            continue;
+        }
+        let mut by_droplet: BTreeMap<&str, SocketAddr> = BTreeMap::new();
+        for c in containers.iter().filter(|c| {
+            c.running
+                && label(c, LABEL_PROJECT) == svc.project
+                && label(c, LABEL_ENV) == svc.environment
+                && label(c, LABEL_SERVICE) == svc.service
+        }) {
+            let droplet = label(c, LABEL_DROPLET);
+            let Some(d) = svc.droplets.iter().find(|d| **d == droplet) else {
+                continue;
+            };
+            let addr = c.ports.first().and_then(|(_, ip, port)| {
+                ip.parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, *port))
+            });
+            if let Some(addr) = addr {
+                by_droplet.insert(d.as_str(), addr);
+            }
+        }
+        out.push(Route {
+            project: svc.project.clone(),
+            env: svc.environment.clone(),
+            service: svc.service.clone(),
+            backends: by_droplet.into_values().collect(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::ServiceState;
+
+    fn container(service: &str, droplet: &str, port: u16, running: bool) -> ContainerInfo {
+        ContainerInfo {
+            id: format!("{service}{droplet}"),
+            name: format!("shop-uat-{service}.{droplet}"),
+            image: "sha256:x".into(),
+            labels: BTreeMap::from([
+                (LABEL_PROJECT.into(), "shop".into()),
+                (LABEL_ENV.into(), "uat".into()),
+                (LABEL_SERVICE.into(), service.into()),
+                (LABEL_DROPLET.into(), droplet.into()),
+            ]),
+            state: if running { "running" } else { "exited" }.into(),
+            running,
+            ports: vec![(8000, "127.0.0.3".into(), port)],
+        }
+    }
+
+    #[test]
+    fn live_web_services_route_to_their_running_containers() {
+        let mut state = ClusterState::default();
+        for (service, kind) in [("web", ServiceKind::Web), ("worker", ServiceKind::Worker)] {
+            state.topology.services.insert(
+                format!("shop-uat-{service}"),
+                ServiceState {
+                    project: "shop".into(),
+                    environment: "uat".into(),
+                    service: service.into(),
+                    kind,
+                    port: Some(8100),
+                    droplets: vec!["shop-web1".into(), "shop-web2".into()],
+                },
+            );
+        }
+        let running = [
+            container("web", "shop-web1", 8100, true),
+            container("web", "shop-web1", 8600, false),
+            container("web", "shop-web9", 8100, true),
+            container("worker", "shop-web1", 8100, true),
+        ];
+        assert!(routes(&state, &running).is_empty(), "no live release yet");
+        state
+            .live_releases
+            .insert("shop/uat".into(), "v1.0.0-uat-20261125-1200".into());
+        let r = routes(&state, &running);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].upstream(), "shop-uat-web");
+        assert_eq!(r[0].backends, vec!["127.0.0.3:8100".parse().unwrap()]);
+    }
+}

@@ -1,0 +1,562 @@
+//! Deploys carried out by the cluster, end to end: infra-sim with real
+//! `infra-agent` processes behind the droplets (master + two web
+//! droplets), the real `infractl` binary, the local Docker engine and the
+//! leader's own nginx. deploy-uat goes through an agent that is not the
+//! leader (forwarded), images reach the droplets' agents through their
+//! `Images` gRPC service, traffic through nginx reaches the service, a rolling
+//! redeploy under a bounded request loop loses no request, deploy-prod
+//! runs UAT's image ids, rollback puts the previous release back, a new
+//! leader (the first one killed) rolls back with the replicated releases
+//! and sealed secrets behind its own nginx, and the
+//! secret is readable in the container but absent from `docker inspect`,
+//! status, output and every file of the droplets (Raft log, snapshots).
+//! Needs Docker, busybox-static and nginx: skips with a message without
+//! them, fails under CI=true.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use infra_sim::{Backing, ProcessBacking, Profile, Sim, SimConfig};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "e2e-deploy-token";
+
+fn available() -> bool {
+    let docker = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let ok = docker && Path::new("/bin/busybox").exists() && Path::new("/usr/sbin/nginx").exists();
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("Docker, busybox-static and nginx are required when CI=true");
+        }
+        eprintln!("SKIPPED: Docker, busybox-static or nginx is not available");
+    }
+    ok
+}
+
+fn agent_binary() -> PathBuf {
+    let agent = Path::new(env!("CARGO_BIN_EXE_infractl")).with_file_name("infra-agent");
+    assert!(
+        agent.exists(),
+        "{} is missing: build it with `cargo build -p infra-agent`",
+        agent.display()
+    );
+    agent
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@infra.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes the project's containers and images; stops the simulator (which
+/// kills the droplet processes, and with the leader its nginx).
+struct Guard {
+    project: String,
+    stop: CancellationToken,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let label = format!("label=infra.project={}", self.project);
+        for id in docker(&["ps", "-aq", "--filter", &label]).split_whitespace() {
+            let _ = docker(&["rm", "-f", id]);
+        }
+        for id in docker(&["images", "-q", "--filter", &label]).split_whitespace() {
+            let _ = docker(&["rmi", "-f", id]);
+        }
+    }
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+fn body_is(answer: &Option<String>, want: &str) -> bool {
+    answer
+        .as_ref()
+        .is_some_and(|a| a.starts_with("HTTP/1.1 200") && a.ends_with(want))
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(ty) = entry.file_type() else { continue };
+        if ty.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if ty.is_file()
+            && std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// The last lines of every droplet's output (for failure reports).
+fn droplet_logs(root: &Path) -> String {
+    let mut text = String::new();
+    let dir = root.join(".infra/cloud/droplets");
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let log = std::fs::read_to_string(entry.path().join("output.log")).unwrap_or_default();
+        // Up to a backtrace (the error and its causes, not the frames).
+        let lines: Vec<&str> = log
+            .lines()
+            .take_while(|l| !l.to_lowercase().starts_with("stack backtrace"))
+            .collect();
+        text.push_str(&format!("--- {}\n", entry.path().display()));
+        text.push_str(&lines[lines.len().saturating_sub(15)..].join("\n"));
+        text.push('\n');
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret() {
+    if !available() {
+        return;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let project = format!("e2e{:x}", nanos & 0xffffff);
+    let root = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let _guard = Guard {
+        project: project.clone(),
+        stop: stop.clone(),
+    };
+    let sim = Sim::start(
+        SimConfig {
+            profile: Profile::Instant,
+            backing: Backing::Process(ProcessBacking {
+                command: agent_binary(),
+                args: vec!["run".into()],
+                base_dir: root.path().join(".infra/cloud"),
+            }),
+            tokens: vec![TOKEN.into()],
+            ..SimConfig::default()
+        },
+        stop.clone(),
+    )
+    .await
+    .expect("sim starts");
+
+    // The project's repository: busybox httpd serving /health and /version.
+    let origins = root.path().join("git");
+    let origin = origins.join(&project);
+    std::fs::create_dir_all(origin.join("www")).unwrap();
+    std::fs::copy("/bin/busybox", origin.join("busybox")).unwrap();
+    std::fs::write(origin.join("www/health"), "ok\n").unwrap();
+    std::fs::write(origin.join("www/version"), "v1\n").unwrap();
+    std::fs::write(
+        origin.join("Containerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCOPY www /www\n\
+         CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8000\", \"-h\", \"/www\"]\n",
+    )
+    .unwrap();
+    git(&origin, &["init", "-q", "-b", "main"]);
+    git(&origin, &["add", "-A"]);
+    git(&origin, &["commit", "-qm", "v1"]);
+    git(&origin, &["tag", "v1.2.0"]);
+
+    let secret = format!("e2e-secret-{nanos}");
+    let infractl = |args: Vec<String>| {
+        let root = root.path().to_path_buf();
+        let secret = secret.clone();
+        async move {
+            let out = tokio::time::timeout(
+                Duration::from_secs(240),
+                tokio::process::Command::new(env!("CARGO_BIN_EXE_infractl"))
+                    .current_dir(&root)
+                    .env_remove("DO_TOKEN")
+                    .env_remove("INFRA_ENDPOINT")
+                    .env_remove("INFRA_CONFIG_DIR")
+                    .env("API_KEY", &secret)
+                    .args(&args)
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "infractl {args:?} did not finish within 240 s; droplet logs:\n{}",
+                    droplet_logs(&root)
+                )
+            })
+            .expect("infractl runs");
+            let run = Run {
+                ok: out.status.success(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            };
+            assert!(
+                !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
+                "secret printed by infractl {args:?}"
+            );
+            run
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let run = infractl(args(&["init"])).await;
+    assert!(run.ok, "init: {}", run.stderr);
+    let config = root.path().join("config");
+    let infra = json!({"infrastructure_spec": {
+        "droplets": {"master": {"size": "s-1vcpu-1gb", "region": "lon1", "role": "master"}},
+        "projects": {project.clone(): {"environments": ["prod", "uat"], "web_droplets": 2,
+                                        "web_droplet_spec": "s-1vcpu-1gb"}}}});
+    let deployment = json!({
+        "git_config": {"base_url": origins.to_string_lossy(), "url_pattern": "{base_url}/{project}"},
+        "projects": {project.clone(): {"services": {
+            "web": {"containerfile_path": "Containerfile", "secrets": ["api_key"], "port": 8000},
+            "worker": {"type": "worker", "containerfile_path": "Containerfile",
+                       "command": "while true; do sleep 1; done"}}}}});
+    for (file, value) in [
+        ("infrastructure.json", infra),
+        ("deployment_config.json", deployment),
+    ] {
+        std::fs::write(config.join(file), value.to_string()).unwrap();
+    }
+    let context = json!({
+        "version": 1, "api_url": sim.base_url(), "token": TOKEN, "endpoints": [],
+        "pki_dir": config.join("pki"),
+    });
+    std::fs::create_dir_all(root.path().join(".infra")).unwrap();
+    std::fs::write(root.path().join(".infra/context.json"), context.to_string()).unwrap();
+    let run = infractl(args(&["orchestrate"])).await;
+    assert!(run.ok, "orchestrate:\n{}\n{}", run.stdout, run.stderr);
+
+    // A member that is not the leader.
+    let run = infractl(args(&["-o", "json", "status"])).await;
+    assert!(run.ok, "status: {}", run.stderr);
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    let leader = status["leader"].as_str().expect("a leader").to_string();
+    let follower = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] != leader.as_str())
+        .expect("a follower")["grpc_addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The follower knows the leader (it joined moments ago).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+        let known = serde_json::from_str::<Value>(&run.stdout)
+            .is_ok_and(|s| s["leader"].as_str() == Some(leader.as_str()));
+        if known {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{follower} does not know the leader: {}",
+            run.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // deploy-uat through the follower.
+    let started = Instant::now();
+    let run = infractl(args(&[
+        "-o",
+        "json",
+        "deploy-uat",
+        &project,
+        "--endpoint",
+        &follower,
+    ]))
+    .await;
+    assert!(run.ok, "deploy-uat:\n{}\n{}", run.stdout, run.stderr);
+    let first_deploy = started.elapsed();
+    assert!(run.stderr.contains("==> building web"), "{}", run.stderr);
+    // Images reach each droplet's agent over gRPC (save -> mTLS -> load,
+    // id checked), not through a registry.
+    for n in [1, 2] {
+        let line = format!("==> delivering web image to {project}-web{n}");
+        assert!(run.stderr.contains(&line), "{}", run.stderr);
+    }
+    let uat1: Value = serde_json::from_str(&run.stdout).unwrap();
+    let tag1 = uat1["tag"].as_str().unwrap().to_string();
+    assert!(tag1.starts_with("v1.2.0-uat-"), "{tag1}");
+    let lb: SocketAddr = uat1["load_balancer"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let uat_path = format!("/{project}/uat/web/version");
+    assert!(
+        body_is(&get(lb, &uat_path), "v1\n"),
+        "{:?}",
+        get(lb, &uat_path)
+    );
+
+    // Status names the balancer and the live release.
+    let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["load_balancer"], format!("http://{lb}").as_str());
+    assert_eq!(status["releases"][format!("{project}/uat")], tag1.as_str());
+    let run = infractl(args(&["status"])).await;
+    assert!(
+        run.stdout.contains(&format!("load balancer: http://{lb}")),
+        "{}",
+        run.stdout
+    );
+
+    // The secret: a file in the container, not in its config.
+    let web = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=infra.project={project}"),
+        "--filter",
+        "label=infra.environment=uat",
+        "--filter",
+        "label=infra.service=web",
+    ]);
+    let web: Vec<&str> = web.split_whitespace().collect();
+    assert_eq!(web.len(), 2, "one web container per droplet: {web:?}");
+    for id in &web {
+        assert_eq!(docker(&["exec", id, "cat", "/run/secrets/api_key"]), secret);
+        assert!(
+            !docker(&["inspect", id]).contains(&secret),
+            "secret in docker inspect"
+        );
+    }
+
+    // v2 (a new release version), rolled out under a bounded request loop.
+    std::fs::write(origin.join("www/version"), "v2\n").unwrap();
+    git(&origin, &["commit", "-qam", "v2"]);
+    git(&origin, &["tag", "v1.3.0"]);
+    let stop_loop = Arc::new(AtomicBool::new(false));
+    let looping = {
+        let (stop_loop, path) = (stop_loop.clone(), uat_path.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed, mut v2) = (0u32, Vec::new(), 0u32);
+            let deadline = Instant::now() + Duration::from_secs(240);
+            while !stop_loop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let answer = get(lb, &path);
+                if body_is(&answer, "v1\n") || body_is(&answer, "v2\n") {
+                    ok += 1;
+                    v2 += u32::from(body_is(&answer, "v2\n"));
+                } else {
+                    failed.push(answer.unwrap_or_else(|| "no answer".into()));
+                }
+                // A steady client below the balancer's per-client rate
+                // limit (50 r/s, burst 100): 40 requests a second.
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            (ok, failed, v2)
+        })
+    };
+    let run = infractl(args(&["-o", "json", "deploy-uat", &project])).await;
+    stop_loop.store(true, Ordering::SeqCst);
+    let (ok, failed, v2) = looping.join().unwrap();
+    assert!(run.ok, "deploy-uat v2:\n{}\n{}", run.stdout, run.stderr);
+    let uat2: Value = serde_json::from_str(&run.stdout).unwrap();
+    let tag2 = uat2["tag"].as_str().unwrap().to_string();
+    assert!(tag2.starts_with("v1.3.0-uat-"), "{tag2}");
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len() as u32,
+        &failed[..failed.len().min(3)]
+    );
+    assert!(v2 > 0 && ok > 20, "the loop ran ({ok} ok, {v2} from v2)");
+    assert!(body_is(&get(lb, &uat_path), "v2\n"));
+    eprintln!(
+        "FIGURES: first deploy-uat {} ms (build {} ms, rollout {} ms); redeploy build {} ms, \
+         rollout {} ms; requests during the rolling redeploy: {ok} ok, {} failed",
+        first_deploy.as_millis(),
+        uat1["build_ms"],
+        uat1["rollout_ms"],
+        uat2["build_ms"],
+        uat2["rollout_ms"],
+        failed.len()
+    );
+
+    // Prod runs the very images UAT ran for the tag.
+    let run = infractl(args(&[
+        "-o",
+        "json",
+        "deploy-prod",
+        &project,
+        "--tag",
+        &tag2,
+    ]))
+    .await;
+    assert!(run.ok, "deploy-prod:\n{}\n{}", run.stdout, run.stderr);
+    let prod: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(prod["env"], "prod");
+    assert_eq!(prod["images"], uat2["images"], "prod runs uat's image ids");
+    assert_eq!(prod["build_ms"], 0);
+    assert!(body_is(
+        &get(lb, &format!("/{project}/prod/web/version")),
+        "v2\n"
+    ));
+
+    // Rollback of uat: back to v1 at once, with the stored (sealed) secret.
+    let run = infractl(args(&[
+        "-o",
+        "json",
+        "rollback",
+        &project,
+        "uat",
+        "--endpoint",
+        &follower,
+    ]))
+    .await;
+    assert!(run.ok, "rollback:\n{}\n{}", run.stdout, run.stderr);
+    let back: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(back["tag"], tag1.as_str());
+    assert_eq!(back["images"], uat1["images"]);
+    assert!(body_is(&get(lb, &uat_path), "v1\n"));
+    // The rollback sent no secret: the leader opened the sealed one.
+    let web = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=infra.project={project}"),
+        "--filter",
+        "label=infra.environment=uat",
+        "--filter",
+        "label=infra.service=web",
+    ]);
+    for id in web.split_whitespace() {
+        assert_eq!(docker(&["exec", id, "cat", "/run/secrets/api_key"]), secret);
+    }
+    let run = infractl(args(&["-o", "json", "status"])).await;
+    assert!(!run.stdout.contains(&secret), "secret in status");
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["releases"][format!("{project}/uat")], tag1.as_str());
+    assert_eq!(status["releases"][format!("{project}/prod")], tag2.as_str());
+
+    // The leader dies: a new one knows the releases and the sealed
+    // secrets, and its own nginx serves every live release at once.
+    let run = infractl(args(&["sim", "kill", &leader])).await;
+    assert!(run.ok, "sim kill: {}", run.stderr);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let new_leader = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+        let now = serde_json::from_str::<Value>(&run.stdout)
+            .ok()
+            .and_then(|s| s["leader"].as_str().map(str::to_string));
+        if let Some(name) = now.filter(|n| *n != leader) {
+            break name;
+        }
+        assert!(Instant::now() < deadline, "no new leader: {}", run.stdout);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let run = infractl(args(&[
+        "-o",
+        "json",
+        "rollback",
+        &project,
+        "uat",
+        "--to",
+        &tag2,
+        "--endpoint",
+        &follower,
+    ]))
+    .await;
+    assert!(
+        run.ok,
+        "rollback on {new_leader}:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    let again: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(again["tag"], tag2.as_str());
+    assert_eq!(again["images"], uat2["images"]);
+    let lb2: SocketAddr = again["load_balancer"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    assert_ne!(lb2, lb, "the new leader runs its own balancer");
+    assert!(
+        body_is(&get(lb2, &uat_path), "v2\n"),
+        "{:?}",
+        get(lb2, &uat_path)
+    );
+    let prod_path = format!("/{project}/prod/web/version");
+    assert!(
+        body_is(&get(lb2, &prod_path), "v2\n"),
+        "prod routed from the state: {:?}",
+        get(lb2, &prod_path)
+    );
+    let web = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=infra.project={project}"),
+        "--filter",
+        "label=infra.environment=uat",
+        "--filter",
+        "label=infra.service=web",
+    ]);
+    for id in web.split_whitespace() {
+        assert_eq!(docker(&["exec", id, "cat", "/run/secrets/api_key"]), secret);
+    }
+
+    // Never plaintext in any droplet file: Raft log, snapshots, logs.
+    let leaked = files_containing(&root.path().join(".infra/cloud"), secret.as_bytes());
+    assert!(leaked.is_empty(), "secret in {leaked:?}");
+    let sealed_somewhere = files_containing(&root.path().join(".infra/cloud"), b"store_secrets");
+    assert!(
+        !sealed_somewhere.is_empty(),
+        "the sealed secrets are in the Raft files"
+    );
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), sim.join())
+        .await
+        .expect("sim stops and kills the droplet processes");
+}
