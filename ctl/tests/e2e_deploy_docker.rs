@@ -303,6 +303,7 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
 
     // deploy-uat through the follower.
     let started = Instant::now();
+    let deploy_started_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap();
     let run = infractl(args(&[
         "-o",
         "json",
@@ -321,6 +322,33 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
         let line = format!("==> delivering web image to {project}-web{n}");
         assert!(run.stderr.contains(&line), "{}", run.stderr);
     }
+    // A successful deploy snapshots the droplets that run the project.
+    let snap_line = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("==> snapshots after the deploy:"))
+        .unwrap_or_else(|| panic!("no snapshot step: {}", run.stderr));
+    for n in [1, 2] {
+        assert!(
+            snap_line.contains(&format!("{project}-web{n}-")),
+            "{snap_line}"
+        );
+    }
+    let snapshot_actions = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.status < 300)
+        .filter(|r| {
+            r.request_body
+                .as_ref()
+                .is_some_and(|b| b["type"] == "snapshot")
+        })
+        .filter(|r| r.at_unix_ms >= deploy_started_ms)
+        .count();
+    assert!(
+        snapshot_actions >= 2,
+        "snapshot actions after the deploy: {snapshot_actions}"
+    );
     let uat1: Value = serde_json::from_str(&run.stdout).unwrap();
     let tag1 = uat1["tag"].as_str().unwrap().to_string();
     assert!(tag1.starts_with("v1.2.0-uat-"), "{tag1}");

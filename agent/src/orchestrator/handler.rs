@@ -50,6 +50,44 @@ fn failed(e: impl std::fmt::Display) -> ControlError {
 }
 
 impl OrchestratorHandler {
+    /// After a successful deploy: snapshots the droplets that run `project`
+    /// (`<droplet>-<YYYYMMDD-HHMM>`), keeps the newest `snapshots_kept` and
+    /// records them in the state. A failure is reported; the deploy stands.
+    async fn snapshot_after_deploy(
+        &self,
+        consensus: &Consensus,
+        project: &str,
+        progress: &ProgressSink,
+    ) {
+        let state = consensus.local_state();
+        let droplets: Vec<(&str, u64)> = state
+            .topology
+            .droplets
+            .iter()
+            .filter(|(_, d)| d.project.as_deref() == Some(project))
+            .filter_map(|(n, _)| Some((n.as_str(), state.droplets.get(n)?.provider_id?)))
+            .collect();
+        let policy = crate::recovery::RecoveryPolicy {
+            snapshot_interval: chrono::Duration::zero(),
+            snapshots_kept: self.snapshots_kept,
+            ..Default::default()
+        };
+        let taken = async {
+            let runs = crate::recovery::run_snapshot_schedule(
+                self.provider.as_ref(),
+                &droplets,
+                &policy,
+                chrono::Utc::now(),
+            )
+            .await?;
+            super::healer::record_snapshots(self.provider.as_ref(), consensus, runs).await
+        };
+        match taken.await {
+            Ok(names) => progress.step(format!("snapshots after the deploy: {}", names.join(", "))),
+            Err(e) => progress.step(format!("warning: snapshots after the deploy failed: {e}")),
+        }
+    }
+
     fn runtime(&self) -> Result<&NodeRuntime, ControlError> {
         self.runtime
             .get()
@@ -214,11 +252,15 @@ impl ControlHandler for OrchestratorHandler {
             .deploys
             .as_ref()
             .ok_or(ControlError::NotAvailable("Deploy"))?;
+        let project = req.project.clone();
         let req = Request::from_deploy(req)?;
         let rt = self.runtime()?;
-        deploys
+        let outcome = deploys
             .run(&rt.consensus, req, &self.spec_dir, &progress)
-            .await
+            .await?;
+        self.snapshot_after_deploy(&rt.consensus, &project, &progress)
+            .await;
+        Ok(outcome)
     }
 
     async fn rollback(

@@ -302,29 +302,7 @@ impl Healer {
             Utc::now(),
         )
         .await?;
-        if runs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let snapshots = self.provider.list_snapshots().await?;
-        let mut taken = Vec::new();
-        for run in runs {
-            let Some(snapshot) = snapshots.iter().find(|s| s.name == run.name) else {
-                continue;
-            };
-            let droplet = crate::recovery::parse_snapshot_name(&run.name)
-                .map(|(d, _)| d.to_string())
-                .unwrap_or_default();
-            self.store
-                .write(Command::RecordSnapshot {
-                    droplet,
-                    snapshot_id: snapshot.id.to_string(),
-                    name: run.name.clone(),
-                    at_ms: now_ms(),
-                })
-                .await?;
-            taken.push(run.name);
-        }
-        Ok(taken)
+        record_snapshots(self.provider.as_ref(), self.store.as_ref(), runs).await
     }
 
     /// Runs until `shutdown`: a pass after every applied log entry (and
@@ -383,4 +361,37 @@ impl Healer {
         }
         tasks.shutdown().await;
     }
+}
+
+/// Records snapshots just taken (`runs`) in the replicated state
+/// (`Command::RecordSnapshot`, with the provider's snapshot id); returns
+/// their names. Used by the schedule and after a successful deploy.
+pub async fn record_snapshots(
+    provider: &dyn CloudProvider,
+    store: &dyn StateStore,
+    runs: Vec<crate::recovery::SnapshotRun>,
+) -> Result<Vec<String>, OrchestrateError> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let snapshots = provider.list_snapshots().await?;
+    let mut taken = Vec::new();
+    for run in runs {
+        let Some(snapshot) = snapshots.iter().find(|s| s.name == run.name) else {
+            continue;
+        };
+        let droplet = crate::recovery::parse_snapshot_name(&run.name)
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default();
+        store
+            .write(Command::RecordSnapshot {
+                droplet,
+                snapshot_id: snapshot.id.to_string(),
+                name: run.name.clone(),
+                at_ms: now_ms(),
+            })
+            .await?;
+        taken.push(run.name);
+    }
+    Ok(taken)
 }
