@@ -316,6 +316,10 @@ impl Healer {
     ) {
         let mut running = BTreeSet::new();
         let mut tasks: JoinSet<SagaResult> = JoinSet::new();
+        // At most one snapshot pass at a time, beside the sagas: a pass
+        // waits for every snapshot (minutes on a real cloud) and must never
+        // hold up a recovery.
+        let mut snapshots: JoinSet<Result<Vec<String>, OrchestrateError>> = JoinSet::new();
         // The schedule is checked every `SNAPSHOT_CHECK`; what is due comes
         // from the cloud's snapshots and the policy's interval.
         let mut next_snapshot_check = tokio::time::Instant::now() + SNAPSHOT_CHECK;
@@ -327,8 +331,8 @@ impl Healer {
                 tracing::warn!(error = %e, "recovery pass failed");
             }
             let now = tokio::time::Instant::now();
-            let mut due = now >= next_snapshot_check;
-            if is_leader() && !due && now >= next_first_try {
+            let mut due = now >= next_snapshot_check && snapshots.is_empty();
+            if is_leader() && !due && snapshots.is_empty() && now >= next_first_try {
                 next_first_try = now + FIRST_SNAPSHOT_RETRY;
                 due = self
                     .store
@@ -338,11 +342,8 @@ impl Healer {
             }
             if is_leader() && due {
                 next_snapshot_check = now + SNAPSHOT_CHECK;
-                match self.snapshot_pass().await {
-                    Ok(taken) if !taken.is_empty() => tracing::info!(?taken, "snapshots taken"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "snapshot schedule failed"),
-                }
+                let healer = Arc::clone(&self);
+                snapshots.spawn(async move { healer.snapshot_pass().await });
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -356,10 +357,17 @@ impl Healer {
                         }
                     }
                 }
+                Some(done) = snapshots.join_next() => match done {
+                    Ok(Ok(taken)) if !taken.is_empty() => tracing::info!(?taken, "snapshots taken"),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "snapshot schedule failed"),
+                    Err(e) => tracing::error!(error = %e, "snapshot pass panicked"),
+                },
                 _ = tokio::time::sleep(interval) => {}
             }
         }
         tasks.shutdown().await;
+        snapshots.shutdown().await;
     }
 }
 
