@@ -45,8 +45,9 @@ const FIRST_SNAPSHOT_RETRY: Duration = Duration::from_secs(5);
 /// Whether an active droplet has no snapshot yet: it gets its first one as
 /// soon as the whole planned topology runs, so that a recovery can restore
 /// it (not only rebuild it from the base image), without waiting for the
-/// daily schedule. Not earlier: the master's disk while it is the only
-/// Raft voter would, once restored, elect itself alone.
+/// daily schedule. Not earlier, so that the snapshot holds the whole
+/// cluster's membership rather than a master that was still alone (a
+/// restored agent re-joins either way; see `node::cluster::join`).
 pub fn needs_first_snapshot(state: &ClusterState) -> bool {
     let placed = !state.topology.droplets.is_empty()
         && state.topology.droplets.keys().all(|name| {
