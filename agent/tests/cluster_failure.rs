@@ -14,17 +14,7 @@ use tokio::time::Instant;
 async fn killed_agent_is_confirmed_by_quorum_of_five() {
     let mut cluster = Cluster::start(5, 30).await;
     cluster.converge(5, Duration::from_secs(15)).await;
-    wait_for("full ring assignment", Duration::from_secs(5), || {
-        (0..5).all(|i| {
-            cluster
-                .node(i)
-                .status()
-                .members
-                .iter()
-                .all(|m| m.monitors.len() == 3)
-        })
-    })
-    .await;
+    cluster.wait_ring(5, 3).await;
 
     let victim = cluster.nodes[3].node.take().unwrap();
     let victim_generation = victim.status().generation;
@@ -78,17 +68,7 @@ async fn killed_agent_is_confirmed_by_quorum_of_five() {
 async fn one_second_freeze_is_never_confirmed() {
     let mut cluster = Cluster::start(3, 40).await;
     cluster.converge(3, Duration::from_secs(10)).await;
-    wait_for("full ring assignment", Duration::from_secs(5), || {
-        (0..3).all(|i| {
-            cluster
-                .node(i)
-                .status()
-                .members
-                .iter()
-                .all(|m| m.monitors.len() == 2)
-        })
-    })
-    .await;
+    cluster.wait_ring(3, 2).await;
 
     // Freeze n1 (no gossip, no probe answers, no probing) for 1 s.
     cluster.nodes[1].fault.set_paused(true);
@@ -170,17 +150,7 @@ async fn votes_go_to_the_leader_only_with_a_leader_sink() {
     }
     let mut cluster = Cluster { pki, nodes };
     cluster.converge(4, Duration::from_secs(15)).await;
-    wait_for("full ring assignment", Duration::from_secs(5), || {
-        (0..4).all(|i| {
-            cluster
-                .node(i)
-                .status()
-                .members
-                .iter()
-                .all(|m| m.monitors.len() == 3)
-        })
-    })
-    .await;
+    cluster.wait_ring(4, 3).await;
 
     cluster.nodes[3].node.take().unwrap().kill().await;
     wait_for("leader confirms n3", Duration::from_secs(6), || {
@@ -205,17 +175,7 @@ async fn votes_go_to_the_leader_only_with_a_leader_sink() {
 async fn hung_agent_is_confirmed_without_stretching_the_observers() {
     let mut cluster = Cluster::start(4, 100).await;
     cluster.converge(4, Duration::from_secs(15)).await;
-    wait_for("full ring assignment", Duration::from_secs(5), || {
-        (0..4).all(|i| {
-            cluster
-                .node(i)
-                .status()
-                .members
-                .iter()
-                .all(|m| m.monitors.len() == 3)
-        })
-    })
-    .await;
+    cluster.wait_ring(4, 3).await;
 
     // A hung agent (probes time out instead of being refused) for good.
     let hung_at = Instant::now();
@@ -246,17 +206,7 @@ async fn hung_agent_is_confirmed_without_stretching_the_observers() {
 async fn isolated_agent_abstains_and_the_majority_confirms_it() {
     let mut cluster = Cluster::start(5, 110).await;
     cluster.converge(5, Duration::from_secs(15)).await;
-    wait_for("full ring assignment", Duration::from_secs(5), || {
-        (0..5).all(|i| {
-            cluster
-                .node(i)
-                .status()
-                .members
-                .iter()
-                .all(|m| m.monitors.len() == 3)
-        })
-    })
-    .await;
+    cluster.wait_ring(5, 3).await;
 
     // n4 keeps running but loses the network: it sees all 4 peers down.
     cluster.nodes[4].fault.set_isolated(true);
@@ -295,17 +245,7 @@ async fn restarted_agent_clears_its_confirmed_failure() {
 
     let mut cluster = Cluster::start(3, 115).await;
     cluster.converge(3, Duration::from_secs(10)).await;
-    wait_for("full ring assignment", Duration::from_secs(5), || {
-        (0..3).all(|i| {
-            cluster
-                .node(i)
-                .status()
-                .members
-                .iter()
-                .all(|m| m.monitors.len() == 2)
-        })
-    })
-    .await;
+    cluster.wait_ring(3, 2).await;
     let old = cluster.nodes[2].node.take().unwrap();
     let old_generation = old.status().generation;
     old.kill().await;

@@ -123,6 +123,21 @@ impl Cluster {
         .await;
     }
 
+    /// Waits until every one of the first `n` agents sees every member with
+    /// `monitors` monitors (the full ring assignment is in force).
+    pub async fn wait_ring(&self, n: usize, monitors: usize) {
+        wait_for("full ring assignment", Duration::from_secs(5), || {
+            (0..n).all(|i| {
+                self.node(i)
+                    .status()
+                    .members
+                    .iter()
+                    .all(|m| m.monitors.len() == monitors)
+            })
+        })
+        .await;
+    }
+
     pub async fn stop_all(&mut self) {
         for t in &mut self.nodes {
             if let Some(node) = t.node.take() {
