@@ -8,7 +8,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures::TryStreamExt;
 use infra_agent::deploy::cutover::http_get;
 use infra_agent::deploy::{SecretValue, UatTag, git, resolve_secrets};
@@ -148,29 +147,6 @@ async fn version_tag_build_save_and_load() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("containerfile_path"), "{err}");
-}
-
-async fn exec_output(rt: &infra_agent::runtime::DockerRuntime, name: &str, cmd: &[&str]) -> String {
-    let exec = rt
-        .client()
-        .create_exec(
-            name,
-            CreateExecOptions {
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let StartExecResults::Attached { output, .. } =
-        rt.client().start_exec(&exec.id, None).await.unwrap()
-    else {
-        panic!("exec not attached");
-    };
-    let chunks: Vec<_> = output.try_collect().await.unwrap();
-    chunks.into_iter().map(|c| c.to_string()).collect()
 }
 
 #[tokio::test]

@@ -15,9 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use chrono::TimeZone;
-use futures::TryStreamExt;
 use infra_agent::deploy::cutover::{CutoverConfig, HttpProbe, http_get};
 use infra_agent::deploy::pipeline::{
     DeployOutcome, Droplet, Pipeline, PipelineConfig, PipelineError, Progress, Source,
@@ -26,7 +24,7 @@ use infra_agent::deploy::pipeline::{
 use infra_agent::deploy::release_log::{DeployManifest, LocalReleaseLog, ReleaseLog};
 use infra_agent::deploy::reproduce::reproduce;
 use infra_agent::lb::{LbConfig, Nginx};
-use infra_agent::runtime::{ContainerRuntime, DockerRuntime};
+use infra_agent::runtime::ContainerRuntime;
 use infra_agent::spec::{DeploymentConfig, ServiceKind, service_name};
 use infra_agent::topology::{ServiceState, Topology};
 use support::*;
@@ -81,29 +79,6 @@ fn commit_version(origin: &std::path::Path, id: &str, version: &str, healthy: bo
     }
     support::git(origin, &["add", "-A"]);
     support::git(origin, &["commit", "-qm", version]);
-}
-
-async fn exec_output(rt: &DockerRuntime, name: &str, cmd: &[&str]) -> String {
-    let exec = rt
-        .client()
-        .create_exec(
-            name,
-            CreateExecOptions {
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let StartExecResults::Attached { output, .. } =
-        rt.client().start_exec(&exec.id, None).await.unwrap()
-    else {
-        panic!("exec not attached");
-    };
-    let chunks: Vec<_> = output.try_collect().await.unwrap();
-    chunks.into_iter().map(|c| c.to_string()).collect()
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {

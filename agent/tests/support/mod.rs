@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures::TryStreamExt;
 use infra_agent::runtime::{ContainerRuntime, DockerRuntime};
 
 pub const NGINX: &str = "/usr/sbin/nginx";
@@ -172,4 +174,28 @@ impl Drop for Cleanup {
         });
         let _ = std::fs::remove_dir_all(&self.secrets_root);
     }
+}
+
+/// Runs `cmd` inside container `name`; returns its stdout and stderr.
+pub async fn exec_output(rt: &DockerRuntime, name: &str, cmd: &[&str]) -> String {
+    let exec = rt
+        .client()
+        .create_exec(
+            name,
+            CreateExecOptions {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let StartExecResults::Attached { output, .. } =
+        rt.client().start_exec(&exec.id, None).await.unwrap()
+    else {
+        panic!("exec not attached");
+    };
+    let chunks: Vec<_> = output.try_collect().await.unwrap();
+    chunks.into_iter().map(|c| c.to_string()).collect()
 }
