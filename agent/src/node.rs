@@ -1,4 +1,5 @@
-//! One running agent: the mTLS gRPC server (Health, Control, Raft),
+//! One running agent: the mTLS gRPC server (Health, Control, Raft, and
+//! Images + Containers on this droplet's own container engine),
 //! membership, the health monitor, the quorum aggregator and the Raft node
 //! with its join, voter-balancing and failure-committing tasks, all owned
 //! by one `JoinSet` and stopped together (clean leave on shutdown; abrupt
@@ -10,6 +11,7 @@ mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use infra_proto::v1::containers_server::ContainersServer;
 use infra_proto::v1::control_server::ControlServer;
 use infra_proto::v1::health_server::HealthServer;
 use infra_proto::v1::images_server::ImagesServer;
@@ -26,6 +28,7 @@ pub use status::{
     STATUS_VERSION, StatusSource,
 };
 
+use crate::api::containers::ContainersApi;
 use crate::api::control::ControlApi;
 use crate::api::handler::{ControlHandler, Unavailable};
 use crate::api::health::HealthApi;
@@ -44,6 +47,7 @@ use crate::membership::{
     MembershipView, NodeInfo, Presence, next_generation,
 };
 use crate::quorum::ConfirmedFailure;
+use crate::runtime::{ContainerRuntime, LocalEngine};
 use crate::tls::{TlsError, TlsMaterial};
 use crate::traffic::Traffic;
 
@@ -97,6 +101,10 @@ pub struct NodeDeps {
     pub control: Option<Arc<dyn ControlHandler>>,
     /// Raft timing; `None` → defaults (cluster name = cluster id).
     pub consensus: Option<ConsensusConfig>,
+    /// This droplet's container engine (the Images and Containers
+    /// services); `None` → [`LocalEngine`] with the default secrets root,
+    /// connected on first use.
+    pub engine: Option<Arc<dyn ContainerRuntime>>,
 }
 
 /// Adds one service to the agent's gRPC routes.
@@ -274,6 +282,9 @@ pub async fn start(
         traffic,
         consensus: consensus.clone(),
     });
+    let engine = deps
+        .engine
+        .unwrap_or_else(|| Arc::new(LocalEngine::default()));
     let mut routes = RoutesBuilder::default();
     routes
         .add_service(HealthServer::new(health_api))
@@ -284,7 +295,14 @@ pub async fn start(
             handler: deps.control.unwrap_or_else(|| Arc::new(Unavailable)),
         }))
         .add_service(ImagesServer::new(ImagesApi {
-            loader: Arc::new(EngineLoader::default()),
+            loader: Arc::new(EngineLoader {
+                engine: engine.clone(),
+            }),
+            engine: engine.clone(),
+        }))
+        .add_service(ContainersServer::new(ContainersApi {
+            node_name: config.node_name.clone(),
+            engine,
         }))
         .add_service(
             RaftService::new(consensus.raft().clone())

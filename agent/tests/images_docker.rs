@@ -1,18 +1,17 @@
 //! The `Images` gRPC service of a real agent (in process, mutual TLS): a
 //! push without an image name is refused as an invalid argument; with the
 //! Docker engine, `docker save` of a freshly built image streamed through
-//! [`PushingRuntime`] is loaded by the agent's engine with the same id, and
+//! [`AgentRuntime::push`] is loaded by the agent's engine with the same id, and
 //! a corrupt stream is refused with the engine's reason. Needs Docker for
 //! the second part (skips it with a message, fails under CI=true).
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::Cluster;
-use infra_agent::deploy::delivery::PushingRuntime;
+use infra_agent::deploy::agent_runtime::AgentRuntime;
 use infra_agent::runtime::{BuildRequest, ByteStream, ContainerRuntime, DockerRuntime};
 use infra_proto::v1::ImageChunk;
 use infra_proto::v1::images_client::ImagesClient;
@@ -99,20 +98,18 @@ async fn push_image_loads_with_the_same_id_and_refuses_bad_streams() {
             })
             .await
             .unwrap();
-        let shared: Arc<dyn ContainerRuntime> = Arc::new(engine.clone());
-        let pushing = PushingRuntime::new(shared, agent.clone(), tls.clone());
-        assert!(!pushing.image_exists(&image).await.unwrap());
+        let pushing = AgentRuntime::new(agent.clone(), tls.clone());
         let started = tokio::time::Instant::now();
         let loaded = pushing
-            .load_image(engine.save_image(&image).await.unwrap())
+            .push(&image, engine.save_image(&image).await.unwrap())
             .await
             .unwrap();
-        assert_eq!(loaded, vec![image.clone()], "the agent loaded the same id");
+        assert_eq!(loaded, image, "the agent loaded the same id");
         eprintln!(
             "pushed {image} through the Images service in {} ms",
             started.elapsed().as_millis()
         );
-        assert!(pushing.image_exists(&image).await.unwrap(), "remembered");
+        assert!(pushing.image_exists(&image).await.unwrap());
 
         // A stream that is not a `docker save` tar: the engine's refusal.
         let garbage: ByteStream = Box::pin(futures::stream::iter(vec![Ok(

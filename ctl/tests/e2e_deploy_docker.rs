@@ -2,8 +2,12 @@
 //! `infra-agent` processes behind the droplets (master + two web
 //! droplets), the real `infractl` binary, the local Docker engine and the
 //! leader's own nginx. deploy-uat goes through an agent that is not the
-//! leader (forwarded), images reach the droplets' agents through their
-//! `Images` gRPC service, traffic through nginx reaches the service, a rolling
+//! leader (forwarded), each droplet's agent is asked for the images (and
+//! would get them pushed through its `Images` gRPC service; here they share
+//! one engine), every service container is started by the agent of the
+//! droplet it is placed on (its `infra.agent` label names that droplet, also
+//! for the containers a new leader starts), traffic through nginx reaches
+//! the service, a rolling
 //! redeploy under a bounded request loop loses no request, deploy-prod
 //! runs UAT's image ids, rollback puts the previous release back, a new
 //! leader (the first one killed) rolls back with the replicated releases
@@ -111,6 +115,33 @@ fn body_is(answer: &Option<String>, want: &str) -> bool {
     answer
         .as_ref()
         .is_some_and(|a| a.starts_with("HTTP/1.1 200") && a.ends_with(want))
+}
+
+/// Checks that every container of `project` was started by the agent of
+/// the droplet it is placed on (`infra.agent` = `infra.droplet`); returns
+/// how many there are.
+fn started_by_their_droplets(project: &str) -> usize {
+    let ids = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=infra.project={project}"),
+    ]);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    for id in &ids {
+        let labels = docker(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"infra.droplet\"}} {{index .Config.Labels \"infra.agent\"}}",
+            id,
+        ]);
+        let (droplet, agent) = labels.trim().split_once(' ').unwrap_or_default();
+        assert!(
+            droplet.starts_with(&format!("{project}-web")) && agent == droplet,
+            "container {id} on `{droplet}` was started by agent `{agent}`"
+        );
+    }
+    ids.len()
 }
 
 /// Every file under `dir` whose bytes contain `needle`.
@@ -316,12 +347,22 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     assert!(run.ok, "deploy-uat:\n{}\n{}", run.stdout, run.stderr);
     let first_deploy = started.elapsed();
     assert!(run.stderr.contains("==> building web"), "{}", run.stderr);
-    // Images reach each droplet's agent over gRPC (save -> mTLS -> load,
-    // id checked), not through a registry.
+    // Each droplet's agent is asked for the images: a droplet that lacks
+    // one gets it over gRPC (save -> mTLS -> load, id checked; covered by
+    // the agent's images/containers tests), not through a registry. In the
+    // local cloud the droplets share the leader's engine, which has it.
     for n in [1, 2] {
-        let line = format!("==> delivering web image to {project}-web{n}");
-        assert!(run.stderr.contains(&line), "{}", run.stderr);
+        let pushed = format!("==> delivering web image to {project}-web{n}");
+        let there = format!("==> web image already on {project}-web{n}");
+        assert!(
+            run.stderr.contains(&pushed) || run.stderr.contains(&there),
+            "{}",
+            run.stderr
+        );
     }
+    // Web on both droplets, the worker on one: each started by the agent
+    // of its droplet.
+    assert_eq!(started_by_their_droplets(&project), 3);
     // A successful deploy snapshots the droplets that run the project.
     let snap_line = run
         .stderr
@@ -573,6 +614,9 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     for id in web.split_whitespace() {
         assert_eq!(docker(&["exec", id, "cat", "/run/secrets/api_key"]), secret);
     }
+
+    // The new leader's containers too: started by their droplets' agents.
+    assert!(started_by_their_droplets(&project) >= 3);
 
     // Never plaintext in any droplet file: Raft log, snapshots, logs.
     let leaked = files_containing(&root.path().join(".infra/cloud"), secret.as_bytes());

@@ -7,6 +7,7 @@ use crate::consensus::ConsensusError;
 use crate::deploy::delivery::DeliveryError;
 use crate::health::ProbeError;
 use crate::quorum::VoteRejection;
+use crate::runtime::RuntimeError;
 
 /// How an `Unavailable` status says that no Raft leader is known.
 pub const NO_LEADER: &str = "no Raft leader is known yet";
@@ -47,6 +48,8 @@ pub enum ApiError {
     Consensus(#[from] ConsensusError),
     #[error("image delivery: {0}")]
     Delivery(#[from] DeliveryError),
+    #[error("container runtime: {0}")]
+    Runtime(#[from] RuntimeError),
 }
 
 impl From<ApiError> for Status {
@@ -70,6 +73,12 @@ impl From<ApiError> for Status {
             ApiError::Delivery(DeliveryError::NoImage) => Status::invalid_argument(msg),
             ApiError::Delivery(DeliveryError::Mismatch { .. }) => Status::data_loss(msg),
             ApiError::Delivery(DeliveryError::Runtime(_)) => Status::unavailable(msg),
+            ApiError::Runtime(RuntimeError::Invalid { .. }) => Status::invalid_argument(msg),
+            ApiError::Runtime(RuntimeError::Connect(_)) => Status::unavailable(msg),
+            ApiError::Runtime(RuntimeError::Engine { .. } | RuntimeError::Build { .. }) => {
+                Status::aborted(msg)
+            }
+            ApiError::Runtime(RuntimeError::Io { .. }) => Status::internal(msg),
         }
     }
 }
@@ -112,5 +121,18 @@ mod tests {
         .into();
         assert_eq!(s.code(), tonic::Code::DataLoss);
         assert!(s.message().contains("sha256:a") && s.message().contains("sha256:b"));
+        let s: Status =
+            ApiError::from(crate::runtime::check_name("name", "a/b").unwrap_err()).into();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(s.message().contains("name `a/b`"), "{}", s.message());
+        let s: Status = ApiError::from(RuntimeError::Connect("down".into())).into();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        let s: Status = ApiError::from(RuntimeError::Engine {
+            op: "create container",
+            target: "web".into(),
+            message: "conflict".into(),
+        })
+        .into();
+        assert_eq!(s.code(), tonic::Code::Aborted);
     }
 }

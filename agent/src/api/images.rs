@@ -1,19 +1,26 @@
 //! Images service handler: turns the `PushImage` chunk stream into a byte
-//! stream for the [`ImageLoader`] and its answer into the reply.
+//! stream for the [`ImageLoader`] and its answer into the reply; answers
+//! `ImageExists`, `InspectImage` and `RemoveImage` from the agent's local
+//! engine.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use infra_proto::v1::images_server::Images;
-use infra_proto::v1::{ImageChunk, PushImageReply};
+use infra_proto::v1::{
+    ImageChunk, ImageExistsReply, ImageInfo, ImageRef, PushImageReply, RemoveImageReply,
+};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::containers_wire::{image, image_to_wire};
 use super::error::ApiError;
 use crate::deploy::delivery::{DeliveryError, ImageLoader};
-use crate::runtime::{ByteStream, RuntimeError};
+use crate::runtime::{ByteStream, ContainerRuntime, RuntimeError};
 
 pub struct ImagesApi {
     pub loader: Arc<dyn ImageLoader>,
+    /// The agent's local engine (image queries and removal).
+    pub engine: Arc<dyn ContainerRuntime>,
 }
 
 #[tonic::async_trait]
@@ -47,5 +54,47 @@ impl Images for ImagesApi {
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(PushImageReply { image_id }))
+    }
+
+    async fn image_exists(
+        &self,
+        request: Request<ImageRef>,
+    ) -> Result<Response<ImageExistsReply>, Status> {
+        let req = request.into_inner();
+        image("image", &req.image)?;
+        let exists = self
+            .engine
+            .image_exists(&req.image)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(ImageExistsReply { exists }))
+    }
+
+    async fn inspect_image(
+        &self,
+        request: Request<ImageRef>,
+    ) -> Result<Response<ImageInfo>, Status> {
+        let req = request.into_inner();
+        image("image", &req.image)?;
+        let info = self
+            .engine
+            .inspect_image(&req.image)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(image_to_wire(info)))
+    }
+
+    async fn remove_image(
+        &self,
+        request: Request<ImageRef>,
+    ) -> Result<Response<RemoveImageReply>, Status> {
+        let req = request.into_inner();
+        image("image", &req.image)?;
+        tracing::info!(image = %req.image, "removing an image");
+        self.engine
+            .remove_image(&req.image)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(RemoveImageReply {}))
     }
 }

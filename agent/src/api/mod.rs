@@ -1,6 +1,8 @@
 //! The agent's gRPC services. Handlers only translate wire types to domain
 //! calls and back; errors become `tonic::Status` in `error.rs` alone.
 
+pub mod containers;
+pub mod containers_wire;
 pub mod control;
 pub mod error;
 pub mod forward;

@@ -1,7 +1,10 @@
 //! Deploys on a droplet: release versions and git, secret resolution, the
 //! health-gated cutover from an old container to a new one, and release
-//! bookkeeping (what to keep, what to roll back to).
+//! bookkeeping (what to keep, what to roll back to). On a cluster the
+//! leader drives each droplet through its agent ([`agent_runtime`]), which
+//! starts the droplet's containers on its own engine.
 
+pub mod agent_runtime;
 pub mod cutover;
 pub mod delivery;
 pub mod git;

@@ -1,6 +1,8 @@
 //! The leader's Deploy and Rollback: runs the deploy pipeline with the
-//! cluster's topology and droplet addresses, the local container engine
-//! (in the local cloud every droplet shares it), an nginx of its own
+//! cluster's topology and droplet addresses, images built on the leader's
+//! own engine, each droplet's containers started by that droplet's agent
+//! ([`AgentRuntime`]: RPCs to its `Containers` service, images pushed to
+//! its `Images` service; the leader's own droplet too), an nginx of its own
 //! ([`LeaderDeploys`] starts it on the first deploy and records its URL in
 //! the state), the release log in the replicated state
 //! ([`StateReleaseLog`]) and secrets sealed in the state
@@ -15,15 +17,16 @@ use std::time::Duration;
 use tonic::transport::ClientTlsConfig;
 
 use crate::api::handler::{ControlError, Deploy, Outcome, ProgressSink, Rollback};
+use crate::deploy::agent_runtime::AgentRuntime;
 use crate::deploy::cutover::{CutoverConfig, HttpProbe};
-use crate::deploy::delivery::PushingRuntime;
 use crate::deploy::pipeline::{DeployRequest, Droplet, Pipeline, PipelineConfig, Progress, Source};
 use crate::deploy::sealed::SecretsKey;
 use crate::deploy::secrets::candidate_vars;
 use crate::deploy::state_log::StateReleaseLog;
 use crate::lb::{LbConfig, Nginx};
 use crate::orchestrator::StateStore;
-use crate::runtime::{ContainerRuntime, DEFAULT_SECRETS_ROOT, DockerRuntime, LABEL_MANAGED};
+use crate::orchestrator::running_containers;
+use crate::runtime::{DEFAULT_SECRETS_ROOT, DockerRuntime};
 use crate::spec::{DeploymentConfig, parse_deployment};
 use crate::state::{ClusterState, Command, release_key};
 
@@ -38,9 +41,9 @@ pub struct DeploySettings {
     pub advertise_ip: IpAddr,
     /// Data directory: `lb/` (nginx prefix) and `deploy/` (clones).
     pub data_dir: PathBuf,
-    /// The agents' gRPC port (images are pushed to `<droplet ip>:<port>`).
+    /// The agents' gRPC port (each droplet's agent: `<droplet ip>:<port>`).
     pub grpc_port: u16,
-    /// mTLS to the other agents (image delivery).
+    /// mTLS to the droplets' agents (containers and image delivery).
     pub tls: ClientTlsConfig,
 }
 
@@ -92,12 +95,13 @@ impl LeaderDeploys {
     }
 
     /// The leader's nginx, started on first use with the routes of every
-    /// live release the state knows (a new leader serves them at once).
+    /// live release the state knows (a new leader serves them at once),
+    /// backends from the containers running on the `droplets`.
     async fn lb(
         &self,
         store: &dyn StateStore,
         state: &ClusterState,
-        engine: &DockerRuntime,
+        droplets: &BTreeMap<String, Droplet>,
     ) -> Result<&Arc<Nginx>, ControlError> {
         self.lb
             .get_or_try_init(|| async {
@@ -105,9 +109,11 @@ impl LeaderDeploys {
                 let nginx = Nginx::new(&self.settings.nginx, &prefix);
                 let mut cfg = LbConfig::new(self.settings.lb_listen);
                 cfg.worker_processes = "1".into();
-                let managed = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
-                let running = engine.list(&managed).await.map_err(failed)?;
-                cfg.routes = super::lb_routes::routes(state, &running);
+                let running = running_containers(droplets).await;
+                for (droplet, e) in &running.unreachable {
+                    tracing::warn!(%droplet, %e, "no containers listed for the load balancer");
+                }
+                cfg.routes = super::lb_routes::routes(state, &running.containers);
                 nginx
                     .start(&cfg)
                     .await
@@ -194,9 +200,8 @@ impl LeaderDeploys {
             .secret_vars(store, &state, project, env, &req.secrets)
             .await?;
         let engine = self.engine().await?;
-        let lb = self.lb(store, &state, engine).await?.clone();
-        let shared: Arc<dyn ContainerRuntime> = Arc::new(engine.clone());
-        let droplets = droplets(&state, &shared, &self.settings);
+        let droplets = droplets(&state, &self.settings);
+        let lb = self.lb(store, &state, &droplets).await?.clone();
         let releases = StateReleaseLog { store };
         let steps = Steps(progress);
         let pipeline = Pipeline {
@@ -321,13 +326,9 @@ fn deployment_config(text: &str, spec_dir: &Path) -> Result<DeploymentConfig, Co
         .map_err(|e| ControlError::Invalid(e.to_string()))
 }
 
-/// Every droplet of the state with an address: containers on the shared
-/// engine, images pushed to the droplet's agent.
-fn droplets(
-    state: &ClusterState,
-    engine: &Arc<dyn ContainerRuntime>,
-    settings: &DeploySettings,
-) -> BTreeMap<String, Droplet> {
+/// Every droplet of the state with an address, run through its agent
+/// (containers started by that agent, images pushed to it).
+pub fn droplets(state: &ClusterState, settings: &DeploySettings) -> BTreeMap<String, Droplet> {
     state
         .topology
         .droplets
@@ -344,8 +345,7 @@ fn droplets(
                 Droplet {
                     name: name.clone(),
                     address,
-                    runtime: Arc::new(PushingRuntime::new(
-                        engine.clone(),
+                    runtime: Arc::new(AgentRuntime::new(
                         SocketAddr::new(address, settings.grpc_port).to_string(),
                         settings.tls.clone(),
                     )),

@@ -16,6 +16,7 @@ mod healer;
 mod joins;
 mod lb_routes;
 mod manual;
+mod running;
 mod saga_store;
 mod store;
 
@@ -29,10 +30,11 @@ use std::time::Duration;
 
 pub use agent::{DEFAULT_BASE_IMAGE, LeaderSetup, SetupError, run_agent};
 pub use apply::{ApplyDeps, ApplyReport, apply_spec};
-pub use deploy::{DeploySettings, LeaderDeploys};
+pub use deploy::{DeploySettings, LeaderDeploys, droplets};
 pub use handler::{NodeRuntime, OrchestratorHandler};
 pub use healer::{Healer, SagaResult};
 pub use joins::{MembershipJoins, has_joined};
+pub use running::{Running, running_containers};
 pub use saga_store::{StateEffects, StateSagaLog, phase_of};
 pub use store::{MemoryStore, StateStore, StoreError};
 

@@ -1,7 +1,11 @@
 //! Container runtime: the [`ContainerRuntime`] trait the deploy code drives
 //! (build, ship and run service containers) and its Docker/Podman
-//! implementation over bollard ([`DockerRuntime`]); plus the Kubernetes and
-//! docker-compose manifests `infractl render` writes ([`manifests`]).
+//! implementation over bollard ([`DockerRuntime`], or [`LocalEngine`]
+//! connected on first use); plus the Kubernetes and docker-compose
+//! manifests `infractl render` writes ([`manifests`]). On a cluster, each
+//! droplet's containers run on that droplet's engine, driven by its agent's
+//! `Containers` gRPC service (the leader's side is
+//! `deploy::agent_runtime::AgentRuntime`).
 //!
 //! Podman works through its Docker-compatible API socket: start it with
 //! `systemctl start podman.socket` (or `podman system service`) and set
@@ -17,6 +21,7 @@
 
 mod context;
 mod docker;
+mod lazy;
 pub mod manifests;
 mod secret_files;
 
@@ -33,6 +38,7 @@ use crate::deploy::SecretValue;
 
 pub use context::context_tar;
 pub use docker::{DEFAULT_SECRETS_ROOT, DockerRuntime};
+pub use lazy::LocalEngine;
 pub use secret_files::{SecretFiles, on_tmpfs};
 
 /// Label keys every managed container carries.
@@ -41,6 +47,9 @@ pub const LABEL_PROJECT: &str = "infra.project";
 pub const LABEL_ENV: &str = "infra.environment";
 pub const LABEL_SERVICE: &str = "infra.service";
 pub const LABEL_TAG: &str = "infra.tag";
+/// The agent (droplet) that started the container, stamped by the agent's
+/// `Containers` service.
+pub const LABEL_AGENT: &str = "infra.agent";
 
 /// Where secret files appear inside a container.
 pub const SECRETS_DIR: &str = "/run/secrets";

@@ -6,10 +6,12 @@
 //! deploys and rollbacks run the exact image ids a kept release recorded,
 //! without rebuilding.
 //!
-//! A droplet is a name, an address and a [`ContainerRuntime`]; in the local
-//! cloud every droplet shares one engine, so containers carry the droplet
-//! in their name and an `infra.droplet` label and publish their host port
-//! on the droplet's own 127.0.0.x address.
+//! A droplet is a name, an address and a [`ContainerRuntime`]: on a
+//! cluster, its agent (`deploy::agent_runtime::AgentRuntime`), which starts
+//! the droplet's containers on its own engine; without one (`infractl`
+//! alone), this machine's engine. Engines may be shared (the local cloud),
+//! so containers carry the droplet in their name and an `infra.droplet`
+//! label and publish their host port on the droplet's own address.
 
 mod balancer;
 mod droplet;
@@ -223,7 +225,7 @@ pub struct Pipeline<'a> {
     pub deployment: &'a DeploymentConfig,
     pub topology: &'a Topology,
     pub droplets: &'a BTreeMap<String, Droplet>,
-    /// Where images are built (in the local cloud: the shared engine).
+    /// Where images are built and saved (on a cluster: the leader's engine).
     pub builder: &'a dyn ContainerRuntime,
     pub lb: &'a dyn LoadBalancer,
     pub releases: &'a dyn ReleaseLog,
