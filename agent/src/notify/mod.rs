@@ -3,6 +3,7 @@
 //! SMS (Twilio) channels, the non-blocking fan-out and the leader's
 //! heartbeat e-mails.
 
+mod bundle;
 mod config;
 mod email;
 mod fanout;
@@ -18,6 +19,7 @@ mod message_tests;
 
 use async_trait::async_trait;
 
+pub use bundle::{NotifyBundle, SECRETS_FILE};
 pub use config::{
     ConfigError, EMAIL_CONFIG_FILE, EmailConfig, NOTIFY_CONFIG_VERSION, SMS_CONFIG_FILE, SmsConfig,
     SmsProvider, SmtpConfig, TlsMode, TwilioConfig,

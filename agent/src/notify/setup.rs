@@ -1,17 +1,18 @@
-//! `NotifySetup`: the channels an agent builds from the configs in its
-//! notification directory (`<data_dir>/notify/`), with the SMTP password
-//! and the Twilio token read from the agent's environment.
+//! `NotifySetup`: the channels an agent builds from the bundle in its
+//! notification directory (`notify/` beside its CA key), with the SMTP
+//! password and the Twilio token from the bundle's `secrets.env` or, failing
+//! that, the agent's environment.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Channel, ConfigError, EMAIL_CONFIG_FILE, EmailConfig, EmailNotifier, SMS_CONFIG_FILE,
-    SendError, SmsConfig, SmsNotifier,
+    Channel, ConfigError, EMAIL_CONFIG_FILE, EmailConfig, EmailNotifier, NotifyBundle,
+    SMS_CONFIG_FILE, SendError, SmsConfig, SmsNotifier,
 };
 
-/// Directory under the agent's data directory holding the configs.
+/// Directory, beside the agent's CA key, holding the bundle.
 pub const NOTIFY_DIR: &str = "notify";
 /// Environment variable overriding Twilio's base URL (local trials, tests).
 pub const TWILIO_BASE_URL_ENV: &str = "INFRA_TWILIO_BASE_URL";
@@ -43,20 +44,33 @@ impl std::fmt::Debug for NotifySetup {
 }
 
 impl NotifySetup {
-    /// Reads the configs present in `dir`; `None` when no channel is
-    /// enabled. `lookup` reads environment variables.
+    /// Reads the bundle in `dir` (configs and `secrets.env`); `None` when
+    /// no channel is enabled. `env` reads environment variables, consulted
+    /// for secrets the bundle lacks.
     pub fn from_dir(
         dir: &Path,
-        lookup: impl Fn(&str) -> Option<String>,
+        env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<NotifySetup>, SetupError> {
+        match NotifyBundle::load(dir)? {
+            Some(bundle) => Self::from_bundle(&bundle, dir, env),
+            None => Ok(None),
+        }
+    }
+
+    /// The channels of `bundle` (as found in `dir`, for error messages).
+    pub fn from_bundle(
+        bundle: &NotifyBundle,
+        dir: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<NotifySetup>, SetupError> {
+        let lookup = bundle.lookup(env);
         let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
         let mut subject_prefix = String::new();
         let mut heartbeat = None;
-        let email_path = dir.join(EMAIL_CONFIG_FILE);
-        if email_path.exists() {
-            let config = EmailConfig::load(&email_path)?;
+        if let Some(text) = &bundle.email_json {
+            let file = dir.join(EMAIL_CONFIG_FILE).display().to_string();
+            let config = EmailConfig::parse(&file, text)?;
             if config.enabled {
-                let file = email_path.display().to_string();
                 let password = config.password(&file, &lookup)?;
                 channels.push(Arc::new(EmailNotifier::new(&config, password)?));
                 subject_prefix = config.subject_prefix.clone();
@@ -64,11 +78,10 @@ impl NotifySetup {
                     .then(|| Duration::from_secs(config.heartbeat_interval_minutes * 60));
             }
         }
-        let sms_path = dir.join(SMS_CONFIG_FILE);
-        if sms_path.exists() {
-            let config = SmsConfig::load(&sms_path)?;
+        if let Some(text) = &bundle.sms_json {
+            let file = dir.join(SMS_CONFIG_FILE).display().to_string();
+            let config = SmsConfig::parse(&file, text)?;
             if config.enabled {
-                let file = sms_path.display().to_string();
                 let token = config.auth_token(&file, &lookup)?;
                 let base = lookup(TWILIO_BASE_URL_ENV);
                 channels.push(Arc::new(SmsNotifier::new(&config, token, base.as_deref())?));

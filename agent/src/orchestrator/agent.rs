@@ -20,7 +20,7 @@ use crate::config::AgentConfig;
 use crate::deploy::sealed::SecretsKey;
 use crate::membership::GossipKey;
 use crate::node::{NodeDeps, NodeError};
-use crate::notify::{Fanout, NotifySetup, Retry, run_heartbeats, summarize};
+use crate::notify::{Fanout, NotifyBundle, NotifySetup, Retry, run_heartbeats, summarize};
 use crate::provider::{DEFAULT_BASE_URL, DoClient, DoConfig, ProviderError, Secret};
 use crate::recovery::{LogNotifier, Notifier, Notifiers, RecoveryPolicy, SagaTiming};
 use crate::tls::{Ca, TlsError, TlsMaterial};
@@ -95,6 +95,12 @@ impl LeaderSetup {
             source,
         })?;
         let token = Secret::new(token.trim());
+        let dir = notify_dir(config);
+        let bundle = NotifyBundle::load(&dir).map_err(crate::notify::SetupError::from)?;
+        let notify = match &bundle {
+            Some(b) => NotifySetup::from_bundle(b, &dir, |v| std::env::var(v).ok())?,
+            None => None,
+        };
         let provider = DoClient::new(DoConfig::new(
             api_url.unwrap_or(DEFAULT_BASE_URL),
             token.clone(),
@@ -111,6 +117,7 @@ impl LeaderSetup {
                 base_image: DEFAULT_BASE_IMAGE.to_string(),
                 ssh_key_ids: Vec::new(),
                 api_token: Some(token),
+                notify: bundle.map(Arc::new),
             }),
             policy: RecoveryPolicy {
                 max_recoveries: max_recoveries()?,
@@ -121,7 +128,7 @@ impl LeaderSetup {
                 ..SagaTiming::default()
             },
             waits: Waits::default(),
-            notify: NotifySetup::from_dir(&notify_dir(config), |v| std::env::var(v).ok())?,
+            notify,
         }))
     }
 }
