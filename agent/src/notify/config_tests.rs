@@ -181,3 +181,60 @@ fn setup_reads_enabled_channels_and_hides_secrets() {
     let shown = format!("{setup:?}");
     assert!(!shown.contains("s3cret-value"), "{shown}");
 }
+
+#[test]
+fn a_bundle_carries_configs_and_secrets_and_round_trips_through_a_directory() {
+    let caller = tempfile::tempdir().unwrap();
+    std::fs::write(caller.path().join(EMAIL_CONFIG_FILE), EMAIL).unwrap();
+    std::fs::write(caller.path().join(SMS_CONFIG_FILE), SMS).unwrap();
+    let env = |v: &str| match v {
+        "INFRA_SMTP_PASSWORD" => Some("pw-value-1".to_string()),
+        "INFRA_TWILIO_AUTH_TOKEN" => Some("tok-value-2".to_string()),
+        _ => None,
+    };
+    let bundle = NotifyBundle::from_caller(caller.path(), env)
+        .unwrap()
+        .unwrap();
+    let shown = format!("{bundle:?}");
+    assert!(
+        !shown.contains("pw-value-1") && !shown.contains("tok-value-2"),
+        "{shown}"
+    );
+    assert!(shown.contains("INFRA_SMTP_PASSWORD"), "{shown}");
+    let missing = NotifyBundle::from_caller(caller.path(), |_| None).unwrap_err();
+    assert!(missing.to_string().contains("INFRA_SMTP_PASSWORD"));
+
+    let agent = tempfile::tempdir().unwrap();
+    for (name, content) in bundle.files() {
+        std::fs::write(agent.path().join(name), content).unwrap();
+    }
+    let loaded = NotifyBundle::load(agent.path()).unwrap().unwrap();
+    assert_eq!(loaded, bundle);
+    // The agent's environment has nothing: the bundle's secrets suffice.
+    let setup = NotifySetup::from_dir(agent.path(), |_| None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(setup.channels.len(), 2);
+    assert!(
+        NotifyBundle::load(tempfile::tempdir().unwrap().path())
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn bundle_files_are_the_configs_then_the_secret_lines() {
+    let bundle = NotifyBundle {
+        email_json: Some(EMAIL.into()),
+        sms_json: None,
+        secrets: [(
+            "INFRA_SMTP_PASSWORD".to_string(),
+            crate::provider::Secret::new("pw-3"),
+        )]
+        .into(),
+    };
+    let files = bundle.files();
+    let names: Vec<_> = files.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, vec![EMAIL_CONFIG_FILE, SECRETS_FILE]);
+    assert_eq!(files[1].1, "INFRA_SMTP_PASSWORD=pw-3\n");
+}
