@@ -29,6 +29,13 @@ pub const GOSSIP_KEY_PATH: &str = "/etc/infra/pki/gossip.key";
 pub const CA_KEY_PATH: &str = "/etc/infra/pki/ca.key";
 /// The cloud API token, present only on nodes that may orchestrate.
 pub const API_TOKEN_PATH: &str = "/etc/infra/pki/do.token";
+/// Where the notification bundle goes (beside the CA key and the token).
+pub const NOTIFY_DIR_PATH: &str = "/etc/infra/pki/notify";
+const NOTIFY_FILES: [&str; 3] = [
+    crate::notify::EMAIL_CONFIG_FILE,
+    crate::notify::SMS_CONFIG_FILE,
+    crate::notify::SECRETS_FILE,
+];
 /// The agent's data directory on a real droplet.
 pub const DROPLET_DATA_DIR: &str = "/var/lib/infra-agent";
 /// Default ports of the agent's gRPC (mTLS) and gossip listeners.
@@ -96,6 +103,9 @@ pub struct NodeBootstrap {
     ca_key_pem: Option<String>,
     /// The cloud API token, for nodes that call the provider as leader.
     api_token: Option<crate::provider::Secret>,
+    /// Notification configs and secrets (`notify/<name>`), for nodes that
+    /// may lead.
+    notify_files: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Debug for NodeBootstrap {
@@ -113,6 +123,14 @@ impl std::fmt::Debug for NodeBootstrap {
             .field("gossip_key", &"<redacted>")
             .field("ca_key", &self.ca_key_pem.as_ref().map(|_| "<redacted>"))
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "notify_files",
+                &self
+                    .notify_files
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -153,7 +171,15 @@ impl NodeBootstrap {
             gossip_key_hex: gossip_key.to_hex(),
             ca_key_pem: None,
             api_token: None,
+            notify_files: Vec::new(),
         })
+    }
+
+    /// Also ships the notification configs and their secrets (orchestrating
+    /// nodes only), into [`NOTIFY_DIR_PATH`].
+    pub fn with_notify(mut self, bundle: &crate::notify::NotifyBundle) -> NodeBootstrap {
+        self.notify_files = bundle.files();
+        self
     }
 
     /// Also ships the cloud API token (orchestrating nodes only).
@@ -215,6 +241,13 @@ impl NodeBootstrap {
         }
         if let Some(token) = &self.api_token {
             write_files.push(file(API_TOKEN_PATH, "0600", token.expose().to_string()));
+        }
+        for (name, content) in &self.notify_files {
+            write_files.push(file(
+                &format!("{NOTIFY_DIR_PATH}/{name}"),
+                "0600",
+                content.clone(),
+            ));
         }
         let doc = CloudConfig {
             hostname: self.node_name.clone(),
@@ -440,6 +473,19 @@ pub fn config_from_sim_env(env: &SimEnv) -> Result<AgentConfig, BootstrapError> 
     }
     if user_data.has(API_TOKEN_PATH) {
         place(API_TOKEN_PATH, "do.token")?;
+    }
+    for name in NOTIFY_FILES {
+        let path = format!("{NOTIFY_DIR_PATH}/{name}");
+        if user_data.has(&path) {
+            let target = pki.join(crate::notify::NOTIFY_DIR).join(name);
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| BootstrapError::Write {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            write_file(&target, user_data.file(&path)?)?;
+        }
     }
     let grpc = std::net::SocketAddr::new(env.addr, port_of(&raw.grpc_listen, "grpc_listen")?);
     let gossip = std::net::SocketAddr::new(env.addr, port_of(&raw.gossip_listen, "gossip_listen")?);

@@ -12,6 +12,7 @@ pub mod lb;
 pub mod local_cluster;
 pub mod membership;
 pub mod node;
+pub mod notify;
 pub mod orchestrator;
 pub mod plan;
 pub mod provider;

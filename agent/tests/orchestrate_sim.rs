@@ -4,25 +4,67 @@
 //! configure themselves from their user-data and join), and a second
 //! ApplySpec makes no create request; a droplet killed with SIGKILL is
 //! confirmed failed and replaced exactly once, its new agent joined.
+//! With python3-aiosmtpd, the master ships with an e-mail config (as
+//! `infractl orchestrate` ships it): the voters it creates get it too, and
+//! the recovery is mailed to a real SMTP server.
 
+mod notify_support;
 #[path = "support/process_cloud.rs"]
 mod process_cloud;
 
 use std::path::Path;
 use std::time::Duration;
 
+use infra_agent::notify::NotifyBundle;
 use infra_agent::orchestrator::cluster_tag;
 use infra_agent::provider::CloudProvider;
 use process_cloud::{CLUSTER, ProcessCloud, generation};
 use tokio::time::Instant;
 
+/// The bundle `infractl` would ship for an e-mail config pointing at `sink`.
+fn notify_bundle(sink: &notify_support::SmtpSink) -> NotifyBundle {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sink.config("INFRA_SMTP_PASSWORD");
+    std::fs::write(
+        dir.path().join("email_config.json"),
+        serde_json::to_string(&config).unwrap(),
+    )
+    .unwrap();
+    NotifyBundle::from_caller(dir.path(), |v| {
+        (v == "INFRA_SMTP_PASSWORD").then(|| notify_support::PASSWORD.to_string())
+    })
+    .unwrap()
+    .expect("a bundle")
+}
+
+/// Files named `name` under `dir`, recursively.
+fn count_files(dir: &Path, name: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                count_files(&p, name)
+            } else {
+                usize::from(p.file_name().is_some_and(|n| n == name))
+            }
+        })
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrate_creates_the_cluster_a_rerun_creates_nothing_and_a_killed_droplet_is_replaced_once()
  {
     let dir = tempfile::tempdir().unwrap();
-    let mut cloud = ProcessCloud::start(
+    let sink = notify_support::SmtpSink::start();
+    let bundle = sink.as_ref().map(notify_bundle);
+    let mut cloud = ProcessCloud::start_with(
         dir.path(),
         Path::new(env!("CARGO_BIN_EXE_infra-agent")).to_path_buf(),
+        bundle.as_ref(),
     )
     .await;
 
@@ -42,6 +84,10 @@ async fn orchestrate_creates_the_cluster_a_rerun_creates_nothing_and_a_killed_dr
         .await
         .unwrap();
     assert_eq!(droplets.len(), 4);
+    if sink.is_some() {
+        let shipped = count_files(&dir.path().join("cloud"), "email_config.json");
+        assert!(shipped >= 2, "the e-mail config reached {shipped} droplets");
+    }
 
     // Second run: nothing created.
     cloud.sim().clear_requests();
@@ -108,6 +154,22 @@ async fn orchestrate_creates_the_cluster_a_rerun_creates_nothing_and_a_killed_dr
             .any(|f| f["name"] == WEB),
         "the failure was committed: {recovered:#}"
     );
+
+    if let Some(sink) = &sink {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let subject = format!("[infra] Recovered droplet {WEB}");
+        loop {
+            let mails = sink.messages();
+            if mails.iter().any(|m| m["subject"] == subject.as_str()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no recovery e-mail; got {mails:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     cloud.stop().await;
 }

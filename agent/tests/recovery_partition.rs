@@ -81,6 +81,7 @@ fn healer(
             base_image: "ubuntu-24-04-x64".into(),
             ssh_key_ids: vec![],
             api_token: None,
+            notify: None,
         }),
         policy: RecoveryPolicy::default(),
         timing: SagaTiming {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use infra_agent::bootstrap::{DEFAULT_GOSSIP_PORT, DEFAULT_GRPC_PORT, NodeBootstrap, NodeParams};
 use infra_agent::membership::GossipKey;
+use infra_agent::notify::NotifyBundle;
 use infra_agent::orchestrator::{DEFAULT_BASE_IMAGE, cluster_tag, create_operation_id};
 use infra_agent::provider::{CloudProvider, CreateDroplets, DoClient, ImageRef, OperationId};
 use infra_agent::recovery::SYSTEM_TAG;
@@ -53,6 +54,23 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The notification configs of `config_dir` with the secrets they name
+/// from this process's environment; a problem is printed and leaves the
+/// cluster without notifications (they only log).
+fn notify_bundle(config_dir: &Path) -> Option<NotifyBundle> {
+    match NotifyBundle::from_caller(config_dir, |v| std::env::var(v).ok()) {
+        Ok(Some(bundle)) => {
+            println!("  notify: shipping {bundle:?}");
+            Some(bundle)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            println!("  warning: notifications not shipped: {e}");
+            None
+        }
+    }
+}
+
 /// Creates the master droplet (exactly once: operation-id tag) with the
 /// bootstrap user-data, and returns its agent's endpoint.
 async fn create_master(config_dir: &Path, pki: &Path) -> anyhow::Result<String> {
@@ -85,6 +103,10 @@ async fn create_master(config_dir: &Path, pki: &Path) -> anyhow::Result<String> 
     )?
     .with_ca_key(&ca)
     .with_api_token(token);
+    let node = match notify_bundle(config_dir) {
+        Some(bundle) => node.with_notify(&bundle),
+        None => node,
+    };
     println!("  create: creating the master droplet");
     let created = provider
         .create_droplets(&CreateDroplets {

@@ -1,7 +1,10 @@
 //! An agent that can orchestrate: when its bootstrap shipped the CA key and
 //! the cloud API token, the node runs with the [`OrchestratorHandler`] and
-//! the leader-side recovery runner ([`Healer`]).
+//! the leader-side recovery runner ([`Healer`]), and, when notification
+//! configs sit in [`notify_dir`], the e-mail/SMS fan-out and the leader's
+//! heartbeat e-mails.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -17,8 +20,9 @@ use crate::config::AgentConfig;
 use crate::deploy::sealed::SecretsKey;
 use crate::membership::GossipKey;
 use crate::node::{NodeDeps, NodeError};
+use crate::notify::{Fanout, NotifyBundle, NotifySetup, Retry, run_heartbeats, summarize};
 use crate::provider::{DEFAULT_BASE_URL, DoClient, DoConfig, ProviderError, Secret};
-use crate::recovery::{LogNotifier, RecoveryPolicy, SagaTiming};
+use crate::recovery::{LogNotifier, Notifier, Notifiers, RecoveryPolicy, SagaTiming};
 use crate::tls::{Ca, TlsError, TlsMaterial};
 
 /// Base image of droplets the leader creates.
@@ -34,6 +38,8 @@ pub enum SetupError {
     Provider(#[from] Box<ProviderError>),
     #[error("environment variable {name} has invalid value `{value}`: expected a number")]
     Invalid { name: &'static str, value: String },
+    #[error(transparent)]
+    Notify(#[from] crate::notify::SetupError),
     #[error("cannot read {path}: {source}")]
     Read {
         path: std::path::PathBuf,
@@ -55,6 +61,12 @@ fn max_recoveries() -> Result<usize, SetupError> {
     }
 }
 
+/// Where an orchestrating agent reads `email_config.json` and
+/// `sms_config.json`: `notify/` beside its CA key and API token.
+pub fn notify_dir(config: &AgentConfig) -> PathBuf {
+    ca_key_path(config).with_file_name(crate::notify::NOTIFY_DIR)
+}
+
 /// What an orchestrating agent runs with.
 pub struct LeaderSetup {
     pub provider: Arc<DoClient>,
@@ -62,6 +74,8 @@ pub struct LeaderSetup {
     pub policy: RecoveryPolicy,
     pub timing: SagaTiming,
     pub waits: Waits,
+    /// Notification channels (`None`: notices are only logged).
+    pub notify: Option<NotifySetup>,
 }
 
 impl LeaderSetup {
@@ -81,6 +95,12 @@ impl LeaderSetup {
             source,
         })?;
         let token = Secret::new(token.trim());
+        let dir = notify_dir(config);
+        let bundle = NotifyBundle::load(&dir).map_err(crate::notify::SetupError::from)?;
+        let notify = match &bundle {
+            Some(b) => NotifySetup::from_bundle(b, &dir, |v| std::env::var(v).ok())?,
+            None => None,
+        };
         let provider = DoClient::new(DoConfig::new(
             api_url.unwrap_or(DEFAULT_BASE_URL),
             token.clone(),
@@ -97,6 +117,7 @@ impl LeaderSetup {
                 base_image: DEFAULT_BASE_IMAGE.to_string(),
                 ssh_key_ids: Vec::new(),
                 api_token: Some(token),
+                notify: bundle.map(Arc::new),
             }),
             policy: RecoveryPolicy {
                 max_recoveries: max_recoveries()?,
@@ -107,6 +128,7 @@ impl LeaderSetup {
                 ..SagaTiming::default()
             },
             waits: Waits::default(),
+            notify,
         }))
     }
 }
@@ -121,6 +143,20 @@ pub async fn run_agent(
 ) -> Result<(), NodeError> {
     let Some(setup) = setup else {
         return crate::node::run(config, shutdown).await;
+    };
+    let stop_notify = CancellationToken::new();
+    let (fanout, fanout_task) = match &setup.notify {
+        Some(n) => {
+            tracing::info!(setup = ?n, "operator notifications enabled");
+            let (f, t) = Fanout::start(
+                n.channels.clone(),
+                Retry::default(),
+                n.subject_prefix.clone(),
+                stop_notify.clone(),
+            );
+            (Some(f), Some(t))
+        }
+        None => (None, None),
     };
     let runtime = Arc::new(OnceLock::new());
     let handler = OrchestratorHandler {
@@ -147,11 +183,13 @@ pub async fn run_agent(
             },
             SecretsKey::derive(&setup.identity.gossip_key),
         ))),
+        notify: fanout.clone(),
     };
     let deps = NodeDeps {
         control: Some(Arc::new(handler)),
         ..NodeDeps::default()
     };
+    let cluster_id = config.cluster_id.clone();
     let node = crate::node::start(config, deps, shutdown.clone()).await?;
     let consensus = node.consensus().clone();
     let _ = runtime.set(NodeRuntime {
@@ -162,7 +200,13 @@ pub async fn run_agent(
         provider: setup.provider.clone(),
         store: Arc::new(consensus.clone()),
         joins: Arc::new(MembershipJoins::new(node.view()).with_raft(consensus.clone())),
-        notifier: Arc::new(LogNotifier),
+        notifier: match &fanout {
+            Some(f) => Arc::new(Notifiers(vec![
+                Box::new(LogNotifier),
+                Box::new(f.clone()) as Box<dyn Notifier>,
+            ])),
+            None => Arc::new(LogNotifier),
+        },
         identity: setup.identity.clone(),
         policy: setup.policy.clone(),
         timing: setup.timing.clone(),
@@ -175,10 +219,51 @@ pub async fn run_agent(
         Duration::from_secs(5),
         stop_healer.clone(),
     ));
+    let heartbeat_task = heartbeat(
+        fanout,
+        setup.notify.as_ref().and_then(|n| n.heartbeat),
+        consensus.clone(),
+        cluster_id,
+        stop_notify.clone(),
+    );
     let result = node.wait().await;
     stop_healer.cancel();
     if let Err(e) = healer_task.await {
         tracing::error!(error = %e, "recovery runner panicked");
     }
+    stop_notify.cancel();
+    for task in [heartbeat_task, fanout_task].into_iter().flatten() {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "notification task panicked");
+        }
+    }
     result
+}
+
+/// Starts the heartbeat e-mails of the leader, if configured.
+fn heartbeat(
+    fanout: Option<Fanout>,
+    interval: Option<Duration>,
+    consensus: crate::consensus::Consensus,
+    cluster_id: String,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let (fanout, interval) = (fanout?, interval?);
+    let window = interval.as_secs().div_ceil(60);
+    let leader = consensus.clone();
+    Some(tokio::spawn(run_heartbeats(
+        fanout,
+        interval,
+        move || leader.metrics().state == ServerState::Leader,
+        move || {
+            summarize(
+                &cluster_id,
+                &consensus.local_state(),
+                consensus.leader().map(|l| l.name),
+                chrono::Utc::now(),
+                window,
+            )
+        },
+        stop,
+    )))
 }

@@ -359,6 +359,9 @@ async fn create_one(
         if let Some(token) = &id.api_token {
             node = node.with_api_token(token.clone());
         }
+        if let Some(bundle) = &id.notify {
+            node = node.with_notify(bundle);
+        }
     }
     let request = CreateDroplets {
         names: vec![name.to_string()],

@@ -60,6 +60,7 @@ fn identity() -> ClusterIdentity {
         base_image: "ubuntu-24-04-x64".into(),
         ssh_key_ids: vec![],
         api_token: None,
+        notify: None,
     }
 }
 

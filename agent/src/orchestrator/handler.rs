@@ -40,6 +40,8 @@ pub struct OrchestratorHandler {
     pub snapshots_kept: usize,
     /// Deploys and rollbacks (`None`: this agent does not deploy).
     pub deploys: Option<Arc<LeaderDeploys>>,
+    /// Operator notifications (`None`: none configured).
+    pub notify: Option<crate::notify::Fanout>,
 }
 
 const INFRA: &str = "infrastructure.json";
@@ -50,6 +52,22 @@ fn failed(e: impl std::fmt::Display) -> ControlError {
 }
 
 impl OrchestratorHandler {
+    /// Queues the e-mail confirming that `project`/`env` is live with the
+    /// release the state now records (`fallback` when it records none).
+    fn confirm_deploy(&self, consensus: &Consensus, project: &str, env: &str, fallback: &str) {
+        let Some(fanout) = &self.notify else { return };
+        let live = consensus
+            .local_state()
+            .live_releases
+            .get(&format!("{project}/{env}"))
+            .cloned();
+        fanout.deployed(&crate::notify::DeployConfirmation {
+            project: project.into(),
+            env: env.into(),
+            tag: live.unwrap_or_else(|| fallback.into()),
+        });
+    }
+
     /// After a successful deploy: snapshots the droplets that run `project`
     /// (`<droplet>-<YYYYMMDD-HHMM>`), keeps the newest `snapshots_kept` and
     /// records them in the state. A failure is reported; the deploy stands.
@@ -253,11 +271,13 @@ impl ControlHandler for OrchestratorHandler {
             .as_ref()
             .ok_or(ControlError::NotAvailable("Deploy"))?;
         let project = req.project.clone();
+        let (env, tag) = (req.environment.clone(), req.tag.clone());
         let req = Request::from_deploy(req)?;
         let rt = self.runtime()?;
         let outcome = deploys
             .run(&rt.consensus, req, &self.spec_dir, &progress)
             .await?;
+        self.confirm_deploy(&rt.consensus, &project, &env, &tag);
         self.snapshot_after_deploy(&rt.consensus, &project, &progress)
             .await;
         Ok(outcome)
@@ -273,14 +293,21 @@ impl ControlHandler for OrchestratorHandler {
             .as_ref()
             .ok_or(ControlError::NotAvailable("Rollback"))?;
         let rt = self.runtime()?;
-        deploys
+        let (project, env, tag) = (
+            req.project.clone(),
+            req.environment.clone(),
+            req.to_tag.clone(),
+        );
+        let outcome = deploys
             .run(
                 &rt.consensus,
                 Request::from_rollback(req),
                 &self.spec_dir,
                 &progress,
             )
-            .await
+            .await?;
+        self.confirm_deploy(&rt.consensus, &project, &env, &tag);
+        Ok(outcome)
     }
 
     async fn cleanup(&self, req: Cleanup, progress: ProgressSink) -> Result<Outcome, ControlError> {

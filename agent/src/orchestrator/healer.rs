@@ -253,6 +253,9 @@ impl Healer {
             if let Some(token) = &id.api_token {
                 node = node.with_api_token(token.clone());
             }
+            if let Some(bundle) = &id.notify {
+                node = node.with_notify(bundle);
+            }
         }
         Ok(DropletTemplate {
             region: placed.map(|d| d.region.clone()).unwrap_or_default(),

@@ -63,6 +63,7 @@ async fn fixture() -> Fixture {
         base_image: "ubuntu-24-04-x64".into(),
         ssh_key_ids: vec![],
         api_token: None,
+        notify: None,
     });
     let store = Arc::new(MemoryStore::default());
     let joins = Arc::new(MemoryJoins::default());

@@ -65,6 +65,8 @@ pub struct ClusterIdentity {
     pub ssh_key_ids: Vec<u64>,
     /// Shipped to the voters it creates, so any of them can lead.
     pub api_token: Option<crate::provider::Secret>,
+    /// Notification configs and secrets, shipped with the API token.
+    pub notify: Option<Arc<crate::notify::NotifyBundle>>,
 }
 
 impl std::fmt::Debug for ClusterIdentity {

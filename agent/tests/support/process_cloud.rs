@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use infra_agent::bootstrap::{NodeBootstrap, NodeParams};
 use infra_agent::membership::GossipKey;
+use infra_agent::notify::NotifyBundle;
 use infra_agent::orchestrator::{cluster_tag, create_operation_id};
 use infra_agent::provider::{
     CloudProvider, CreateDroplets, DoClient, DoConfig, ImageRef, OperationId, PollPolicy, Secret,
@@ -53,6 +54,16 @@ impl ProcessCloud {
     /// processes under `dir`, creates the master and waits until its agent
     /// answers.
     pub async fn start(dir: &Path, agent_bin: PathBuf) -> ProcessCloud {
+        ProcessCloud::start_with(dir, agent_bin, None).await
+    }
+
+    /// [`ProcessCloud::start`] with a notifications bundle shipped to the
+    /// master (as `infractl orchestrate` ships it).
+    pub async fn start_with(
+        dir: &Path,
+        agent_bin: PathBuf,
+        notify: Option<&NotifyBundle>,
+    ) -> ProcessCloud {
         infra_agent::tls::install_crypto_provider();
         let shutdown = CancellationToken::new();
         let sim = Sim::start(
@@ -112,6 +123,10 @@ impl ProcessCloud {
         .unwrap()
         .with_ca_key(&ca)
         .with_api_token(Secret::new(TOKEN));
+        let master = match notify {
+            Some(bundle) => master.with_notify(bundle),
+            None => master,
+        };
         let created = provider
             .create_droplets(&CreateDroplets {
                 names: vec!["master".into()],
