@@ -1,6 +1,7 @@
 //! An agent that can orchestrate: when its bootstrap shipped the CA key and
-//! the cloud API token, the node runs with the [`OrchestratorHandler`] and
-//! the leader-side recovery runner ([`Healer`]).
+//! the cloud API token, the node runs with the [`OrchestratorHandler`], the
+//! leader-side recovery runner ([`Healer`]) and the leader's load balancer
+//! ([`Balancer`]), both owned tasks joined on shutdown.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
+use super::balancer::{Balancer, BalancerSettings};
 use super::{
     ClusterIdentity, DeploySettings, Healer, LeaderDeploys, MembershipJoins, NodeRuntime,
     OrchestratorHandler, Waits,
@@ -123,6 +125,27 @@ pub async fn run_agent(
         return crate::node::run(config, shutdown).await;
     };
     let runtime = Arc::new(OnceLock::new());
+    let balancer = Arc::new(Balancer::new(BalancerSettings {
+        nginx: config.nginx.clone(),
+        prefix: config.data_dir.join("lb"),
+        listen: config.lb_listen,
+        advertise_ip: config.grpc_advertise.ip(),
+    }));
+    let deploys = Arc::new(LeaderDeploys::new(
+        DeploySettings {
+            data_dir: config.data_dir.clone(),
+            grpc_port: config.grpc_advertise.port(),
+            tls: TlsMaterial::load(
+                &config.tls.ca_cert,
+                &config.tls.node_cert,
+                &config.tls.node_key,
+            )
+            .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+            .client_config(),
+        },
+        SecretsKey::derive(&setup.identity.gossip_key),
+        balancer.clone(),
+    ));
     let handler = OrchestratorHandler {
         runtime: runtime.clone(),
         provider: setup.provider.clone(),
@@ -130,23 +153,7 @@ pub async fn run_agent(
         waits: setup.waits,
         spec_dir: config.data_dir.join("spec"),
         snapshots_kept: setup.policy.snapshots_kept,
-        deploys: Some(Arc::new(LeaderDeploys::new(
-            DeploySettings {
-                nginx: config.nginx.clone(),
-                lb_listen: config.lb_listen,
-                advertise_ip: config.grpc_advertise.ip(),
-                data_dir: config.data_dir.clone(),
-                grpc_port: config.grpc_advertise.port(),
-                tls: TlsMaterial::load(
-                    &config.tls.ca_cert,
-                    &config.tls.node_cert,
-                    &config.tls.node_key,
-                )
-                .map_err(|e| NodeError::TlsConfig(e.to_string()))?
-                .client_config(),
-            },
-            SecretsKey::derive(&setup.identity.gossip_key),
-        ))),
+        deploys: Some(deploys.clone()),
     };
     let deps = NodeDeps {
         control: Some(Arc::new(handler)),
@@ -175,10 +182,24 @@ pub async fn run_agent(
         Duration::from_secs(5),
         stop_healer.clone(),
     ));
+    let stop_balancer = CancellationToken::new();
+    let leader = consensus.clone();
+    let balancer_task = tokio::spawn(balancer.run(
+        Arc::new(consensus.clone()),
+        deploys,
+        consensus.subscribe_applied(),
+        move || leader.metrics().state == ServerState::Leader,
+        Duration::from_secs(2),
+        stop_balancer.clone(),
+    ));
     let result = node.wait().await;
     stop_healer.cancel();
+    stop_balancer.cancel();
     if let Err(e) = healer_task.await {
         tracing::error!(error = %e, "recovery runner panicked");
+    }
+    if let Err(e) = balancer_task.await {
+        tracing::error!(error = %e, "load balancer task panicked");
     }
     result
 }

@@ -1,10 +1,10 @@
 //! The leader's Deploy and Rollback: runs the deploy pipeline with the
 //! cluster's topology and droplet addresses, the local container engine
-//! (in the local cloud every droplet shares it), an nginx of its own
-//! ([`LeaderDeploys`] starts it on the first deploy and records its URL in
-//! the state), the release log in the replicated state
-//! ([`StateReleaseLog`]) and secrets sealed in the state
-//! ([`SecretsKey`]). One deploy runs at a time.
+//! (in the local cloud every droplet shares it), the leader's load
+//! balancer ([`Balancer`], started here too if the watcher has not yet),
+//! the release log in the replicated state ([`StateReleaseLog`]) and
+//! secrets sealed in the state ([`SecretsKey`]). One deploy runs at a
+//! time, holding the balancer's lock so no re-render interleaves.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,22 +21,18 @@ use crate::deploy::pipeline::{DeployRequest, Droplet, Pipeline, PipelineConfig, 
 use crate::deploy::sealed::SecretsKey;
 use crate::deploy::secrets::candidate_vars;
 use crate::deploy::state_log::StateReleaseLog;
-use crate::lb::{LbConfig, Nginx};
 use crate::orchestrator::StateStore;
-use crate::runtime::{ContainerRuntime, DEFAULT_SECRETS_ROOT, DockerRuntime, LABEL_MANAGED};
+use crate::orchestrator::balancer::{Balancer, RunningContainers};
+use crate::runtime::{
+    ContainerInfo, ContainerRuntime, DEFAULT_SECRETS_ROOT, DockerRuntime, LABEL_MANAGED,
+};
 use crate::spec::{DeploymentConfig, parse_deployment};
 use crate::state::{ClusterState, Command, release_key};
 
 /// Where the leader's deploys run.
 #[derive(Debug, Clone)]
 pub struct DeploySettings {
-    /// The nginx binary (`/usr/sbin/nginx`).
-    pub nginx: PathBuf,
-    /// Where the load balancer listens.
-    pub lb_listen: SocketAddr,
-    /// The address in the load balancer's URL when it listens on all.
-    pub advertise_ip: IpAddr,
-    /// Data directory: `lb/` (nginx prefix) and `deploy/` (clones).
+    /// Data directory: `deploy/` (clones).
     pub data_dir: PathBuf,
     /// The agents' gRPC port (images are pushed to `<droplet ip>:<port>`).
     pub grpc_port: u16,
@@ -44,13 +40,12 @@ pub struct DeploySettings {
     pub tls: ClientTlsConfig,
 }
 
-/// The leader's deploy machinery (lazily started).
+/// The leader's deploy machinery (the engine connected lazily).
 pub struct LeaderDeploys {
     settings: DeploySettings,
     key: SecretsKey,
-    lb: tokio::sync::OnceCell<Arc<Nginx>>,
+    balancer: Arc<Balancer>,
     engine: tokio::sync::OnceCell<DockerRuntime>,
-    one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 struct Steps<'a>(&'a ProgressSink);
@@ -70,58 +65,13 @@ fn now_ms() -> u64 {
 }
 
 impl LeaderDeploys {
-    pub fn new(settings: DeploySettings, key: SecretsKey) -> Self {
+    pub fn new(settings: DeploySettings, key: SecretsKey, balancer: Arc<Balancer>) -> Self {
         LeaderDeploys {
             settings,
             key,
-            lb: tokio::sync::OnceCell::new(),
+            balancer,
             engine: tokio::sync::OnceCell::new(),
-            one_at_a_time: tokio::sync::Mutex::new(()),
         }
-    }
-
-    /// The base URL clients reach the load balancer at.
-    pub fn lb_url(&self) -> String {
-        let l = self.settings.lb_listen;
-        let ip = if l.ip().is_unspecified() {
-            self.settings.advertise_ip
-        } else {
-            l.ip()
-        };
-        format!("http://{}", SocketAddr::new(ip, l.port()))
-    }
-
-    /// The leader's nginx, started on first use with the routes of every
-    /// live release the state knows (a new leader serves them at once).
-    async fn lb(
-        &self,
-        store: &dyn StateStore,
-        state: &ClusterState,
-        engine: &DockerRuntime,
-    ) -> Result<&Arc<Nginx>, ControlError> {
-        self.lb
-            .get_or_try_init(|| async {
-                let prefix = self.settings.data_dir.join("lb");
-                let nginx = Nginx::new(&self.settings.nginx, &prefix);
-                let mut cfg = LbConfig::new(self.settings.lb_listen);
-                cfg.worker_processes = "1".into();
-                let managed = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
-                let running = engine.list(&managed).await.map_err(failed)?;
-                cfg.routes = super::lb_routes::routes(state, &running);
-                nginx
-                    .start(&cfg)
-                    .await
-                    .map_err(|e| failed(format!("starting the load balancer: {e}")))?;
-                store
-                    .write(Command::SetLoadBalancer {
-                        url: self.lb_url(),
-                        at_ms: now_ms(),
-                    })
-                    .await
-                    .map_err(failed)?;
-                Ok(Arc::new(nginx))
-            })
-            .await
     }
 
     async fn engine(&self) -> Result<&DockerRuntime, ControlError> {
@@ -186,7 +136,7 @@ impl LeaderDeploys {
         spec_dir: &Path,
         progress: &ProgressSink,
     ) -> Result<Outcome, ControlError> {
-        let _one = self.one_at_a_time.lock().await;
+        let _one = self.balancer.exclusive().await;
         let state = store.read().await.map_err(failed)?;
         let deployment = deployment_config(&req.deployment_json, spec_dir)?;
         let (project, env) = req.target();
@@ -194,9 +144,19 @@ impl LeaderDeploys {
             .secret_vars(store, &state, project, env, &req.secrets)
             .await?;
         let engine = self.engine().await?;
-        let lb = self.lb(store, &state, engine).await?.clone();
         let shared: Arc<dyn ContainerRuntime> = Arc::new(engine.clone());
         let droplets = droplets(&state, &shared, &self.settings);
+        let lb = match self.balancer.current() {
+            Some(lb) => lb,
+            None => {
+                let running = running_containers(&droplets).await.map_err(failed)?;
+                let routes = super::lb_routes::routes(&state, &running);
+                self.balancer
+                    .converge(store, &state, routes)
+                    .await
+                    .map_err(|e| failed(format!("starting the load balancer: {e}")))?
+            }
+        };
         let releases = StateReleaseLog { store };
         let steps = Steps(progress);
         let pipeline = Pipeline {
@@ -226,7 +186,7 @@ impl LeaderDeploys {
             .map_err(failed)?;
         let mut result = serde_json::to_value(&outcome).map_err(failed)?;
         result["version"] = 1.into();
-        result["load_balancer"] = self.lb_url().into();
+        result["load_balancer"] = self.balancer.url().into();
         Ok(Outcome {
             message: format!(
                 "deployed {} to {}: {} (rollout {} ms)",
@@ -353,4 +313,38 @@ fn droplets(
             ))
         })
         .collect()
+}
+
+/// The managed containers on `droplets`, each listed through its droplet's
+/// runtime (one per container id: in the local cloud they share one). A
+/// droplet that cannot be reached is left out (its backend with it);
+/// an error only when none answers.
+async fn running_containers(
+    droplets: &BTreeMap<String, Droplet>,
+) -> Result<Vec<ContainerInfo>, String> {
+    let managed = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
+    let mut all: BTreeMap<String, ContainerInfo> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for d in droplets.values() {
+        match d.runtime.list(&managed).await {
+            Ok(listed) => all.extend(listed.into_iter().map(|c| (c.id.clone(), c))),
+            Err(e) => errors.push(format!("{}: {e}", d.name)),
+        }
+    }
+    if !errors.is_empty() && errors.len() == droplets.len() {
+        return Err(errors.join("; "));
+    }
+    if !errors.is_empty() {
+        tracing::warn!(?errors, "droplets left out of the load balancer's listing");
+    }
+    Ok(all.into_values().collect())
+}
+
+#[async_trait::async_trait]
+impl RunningContainers for LeaderDeploys {
+    async fn running(&self, state: &ClusterState) -> Result<Vec<ContainerInfo>, String> {
+        let engine = self.engine().await.map_err(|e| e.to_string())?;
+        let shared: Arc<dyn ContainerRuntime> = Arc::new(engine.clone());
+        running_containers(&droplets(state, &shared, &self.settings)).await
+    }
 }

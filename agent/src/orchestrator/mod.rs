@@ -10,6 +10,7 @@
 
 mod agent;
 mod apply;
+mod balancer;
 mod deploy;
 mod handler;
 mod healer;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 pub use agent::{DEFAULT_BASE_IMAGE, LeaderSetup, SetupError, run_agent};
 pub use apply::{ApplyDeps, ApplyReport, apply_spec};
+pub use balancer::{Balancer, BalancerError, BalancerSettings, RunningContainers};
 pub use deploy::{DeploySettings, LeaderDeploys};
 pub use handler::{NodeRuntime, OrchestratorHandler};
 pub use healer::{Healer, SagaResult};
