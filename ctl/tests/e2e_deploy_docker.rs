@@ -5,9 +5,12 @@
 //! leader (forwarded), images reach the droplets' agents through their
 //! `Images` gRPC service, traffic through nginx reaches the service, a rolling
 //! redeploy under a bounded request loop loses no request, deploy-prod
-//! runs UAT's image ids, rollback puts the previous release back, a new
-//! leader (the first one killed) rolls back with the replicated releases
-//! and sealed secrets behind its own nginx, and the
+//! runs UAT's image ids, rollback puts the previous release back, a
+//! killed web droplet is recovered and the leader's balancer re-renders
+//! with its new address, a new leader (the first one killed) starts and
+//! records its own balancer serving every live release without any
+//! deploy, then rolls back with the replicated releases and sealed
+//! secrets, and the
 //! secret is readable in the container but absent from `docker inspect`,
 //! status, output and every file of the droplets (Raft log, snapshots).
 //! Needs Docker, busybox-static and nginx: skips with a message without
@@ -149,6 +152,56 @@ fn droplet_logs(root: &Path) -> String {
         text.push('\n');
     }
     text
+}
+
+/// The rendered nginx.conf of the balancer listening on `lb` (under the
+/// droplets' data directories).
+fn lb_conf(root: &Path, lb: SocketAddr) -> Option<String> {
+    fn walk(dir: &Path, want: &str) -> Option<String> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if let Some(found) = walk(&path, want) {
+                    return Some(found);
+                }
+            } else if path.ends_with("lb/conf/nginx.conf") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if text.contains(want) {
+                    return Some(text);
+                }
+            }
+        }
+        None
+    }
+    walk(&root.join(".infra/cloud/droplets"), &format!("listen {lb}"))
+}
+
+/// The `server` lines of upstream `name` in an nginx.conf.
+fn upstream_servers(conf: &str, name: &str) -> Vec<String> {
+    let Some(start) = conf.find(&format!("upstream {name} {{")) else {
+        return Vec::new();
+    };
+    let block = &conf[start..];
+    let block = &block[..block.find('}').unwrap_or(block.len())];
+    block
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("server "))
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A member's (generation, droplet IP, alive voter) from a status document.
+fn member(status: &Value, name: &str) -> Option<(u64, String, bool)> {
+    let m = status["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)?;
+    let addr: SocketAddr = m["grpc_addr"].as_str()?.parse().ok()?;
+    Some((
+        m["generation"].as_u64()?,
+        addr.ip().to_string(),
+        m["state"] == "alive" && m["voter"] == true,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,6 +559,94 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     assert_eq!(status["releases"][format!("{project}/uat")], tag1.as_str());
     assert_eq!(status["releases"][format!("{project}/prod")], tag2.as_str());
 
+    // A web droplet (neither the leader nor the follower we talk to) is
+    // killed: once its failure is confirmed the leader's balancer drops its
+    // backend (traffic keeps flowing through the other one) and renders it
+    // back, at the recovered droplet's address, once it is recovered.
+    let victim = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .find(|n| {
+            *n != leader
+                && n.contains("-web")
+                && member(&status, n)
+                    .is_some_and(|(_, ip, _)| !follower.starts_with(&format!("{ip}:")))
+        })
+        .expect("a third web droplet")
+        .to_string();
+    let (old_gen, old_ip, _) = member(&status, &victim).unwrap();
+    let upstream = format!("{project}-uat-web");
+    let servers = || upstream_servers(&lb_conf(root.path(), lb).unwrap_or_default(), &upstream);
+    let on =
+        |servers: &[String], ip: &str| servers.iter().any(|b| b.starts_with(&format!("{ip}:")));
+    let before = servers();
+    assert!(on(&before, &old_ip), "{victim} ({old_ip}) in {before:?}");
+    let run = infractl(args(&["sim", "kill", &victim])).await;
+    assert!(run.ok, "sim kill: {}", run.stderr);
+    let killed_at = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let now = servers();
+        if !now.is_empty() && !on(&now, &old_ip) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{victim}'s backend never left the balancer: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dropped_in = killed_at.elapsed();
+    assert!(
+        body_is(&get(lb, &uat_path), "v1\n"),
+        "traffic while {victim} is down: {:?}",
+        get(lb, &uat_path)
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let new_ip = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+        let back = serde_json::from_str::<Value>(&run.stdout)
+            .ok()
+            .and_then(|s| member(&s, &victim))
+            .filter(|(g, _, alive)| *g > old_gen && *alive);
+        if let Some((_, ip, _)) = back {
+            break ip;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{victim} not recovered: {}\n{}",
+            run.stdout,
+            droplet_logs(root.path())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let now = servers();
+        if on(&now, &new_ip) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the balancer was not re-rendered for {victim} at {new_ip}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let back_in = killed_at.elapsed();
+    assert_eq!(after.len(), before.len(), "{before:?} -> {after:?}");
+    assert!(
+        body_is(&get(lb, &uat_path), "v1\n"),
+        "traffic after the recovery: {:?}",
+        get(lb, &uat_path)
+    );
+    eprintln!(
+        "FIGURES: {victim} killed -> backend dropped in {} ms, recovered and rendered back in {} ms",
+        dropped_in.as_millis(),
+        back_in.as_millis()
+    );
+
     // The leader dies: a new one knows the releases and the sealed
     // secrets, and its own nginx serves every live release at once.
     let run = infractl(args(&["sim", "kill", &leader])).await;
@@ -522,6 +663,40 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
         assert!(Instant::now() < deadline, "no new leader: {}", run.stdout);
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+    // Without any deploy or rollback, the new leader records its own
+    // balancer and serves every live release through it.
+    let elected = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lb2: SocketAddr = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+        let url = serde_json::from_str::<Value>(&run.stdout)
+            .ok()
+            .and_then(|s| s["load_balancer"].as_str().map(str::to_string))
+            .filter(|u| *u != format!("http://{lb}"));
+        if let Some(url) = url {
+            break url.trim_start_matches("http://").parse().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{new_leader} recorded no balancer: {}",
+            run.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let serving_in = elected.elapsed();
+    assert!(
+        body_is(&get(lb2, &uat_path), "v1\n"),
+        "uat through {new_leader}'s balancer: {:?}",
+        get(lb2, &uat_path)
+    );
+    assert!(
+        body_is(&get(lb2, &format!("/{project}/prod/web/version")), "v2\n"),
+        "prod through {new_leader}'s balancer"
+    );
+    eprintln!(
+        "FIGURES: new leader elected -> its balancer recorded and serving in {} ms",
+        serving_in.as_millis()
+    );
     let run = infractl(args(&[
         "-o",
         "json",
@@ -542,12 +717,7 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     let again: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(again["tag"], tag2.as_str());
     assert_eq!(again["images"], uat2["images"]);
-    let lb2: SocketAddr = again["load_balancer"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
+    assert_eq!(again["load_balancer"], format!("http://{lb2}").as_str());
     assert_ne!(lb2, lb, "the new leader runs its own balancer");
     assert!(
         body_is(&get(lb2, &uat_path), "v2\n"),
