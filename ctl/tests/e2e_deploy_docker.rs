@@ -5,7 +5,8 @@
 //! leader (forwarded), images reach the droplets' agents through their
 //! `Images` gRPC service, traffic through nginx reaches the service, a rolling
 //! redeploy under a bounded request loop loses no request, deploy-prod
-//! runs UAT's image ids, rollback puts the previous release back, a
+//! runs UAT's image ids, reproduce checks out a release read from the
+//! replicated state, rollback puts the previous release back, a
 //! killed web droplet is recovered and the leader's balancer re-renders
 //! with its new address, a new leader (the first one killed) starts and
 //! records its own balancer serving every live release without any
@@ -97,6 +98,7 @@ impl Drop for Guard {
 
 struct Run {
     ok: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -282,6 +284,7 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
             .expect("infractl runs");
             let run = Run {
                 ok: out.status.success(),
+                code: out.status.code(),
                 stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             };
@@ -522,6 +525,45 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
         &get(lb, &format!("/{project}/prod/web/version")),
         "v2\n"
     ));
+
+    // Reproduce reads the release from the cluster's replicated state (no
+    // local release log exists here) and checks out that exact source.
+    assert!(!root.path().join(".infra/releases.json").exists());
+    let repro = root.path().join("repro");
+    let run = infractl(args(&[
+        "-o",
+        "json",
+        "reproduce",
+        &tag1,
+        "--dir",
+        &repro.to_string_lossy(),
+    ]))
+    .await;
+    assert!(run.ok, "reproduce:\n{}\n{}", run.stdout, run.stderr);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(repro.join("infra-deploy.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["tag"], tag1.as_str(), "{manifest}");
+    assert_eq!(manifest["images"], uat1["images"], "{manifest}");
+    assert_eq!(
+        std::fs::read_to_string(repro.join(&project).join("www/version")).unwrap(),
+        "v1\n",
+        "the source of {tag1}, not of main"
+    );
+    let unknown = format!("v9.9.9-uat-{nanos}");
+    let run = infractl(args(&[
+        "reproduce",
+        &unknown,
+        "--dir",
+        &repro.to_string_lossy(),
+    ]))
+    .await;
+    assert_eq!(run.code, Some(2), "unknown tag: {}", run.stderr);
+    assert!(
+        run.stderr.contains(&unknown) && run.stderr.contains(&tag1) && run.stderr.contains(&tag2),
+        "names the tag and the known ones: {}",
+        run.stderr
+    );
 
     // Rollback of uat: back to v1 at once, with the stored (sealed) secret.
     let run = infractl(args(&[

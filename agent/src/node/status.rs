@@ -92,6 +92,9 @@ pub struct NodeStatus {
     pub load_balancer: Option<String>,
     /// Live release tag per `<project>/<environment>`.
     pub releases: std::collections::BTreeMap<String, String>,
+    /// Kept releases (tag, commit, image ids) per `<project>/<environment>`,
+    /// oldest first (`infractl reproduce` reads them).
+    pub release_history: std::collections::BTreeMap<String, Vec<crate::state::Release>>,
     /// Bytes by class: gossip datagrams, and the gRPC connections this
     /// agent opened for health calls and for Raft.
     pub traffic: TrafficCounts,
@@ -207,6 +210,7 @@ impl StatusSource {
                     Some((key.clone(), live.tag.clone()))
                 })
                 .collect(),
+            release_history: state.releases.clone(),
             traffic: self.traffic.counts(),
         }
     }
