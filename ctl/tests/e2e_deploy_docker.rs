@@ -11,7 +11,8 @@
 //! with its new address, a new leader (the first one killed) starts and
 //! records its own balancer serving every live release without any
 //! deploy, then rolls back with the replicated releases and sealed
-//! secrets, and the
+//! secrets, a deploy whose leader is killed mid-way is reported
+//! interrupted and converged back to the live release, and the
 //! secret is readable in the container but absent from `docker inspect`,
 //! status, output and every file of the droplets (Raft log, snapshots).
 //! Needs Docker, busybox-static and nginx: skips with a message without
@@ -785,6 +786,129 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     for id in web.split_whitespace() {
         assert_eq!(docker(&["exec", id, "cat", "/run/secrets/api_key"]), secret);
     }
+
+    // A deploy interrupted by a leader change: once every member is back
+    // (the first leader is recovered), a v3 deploy starts and its leader
+    // is killed mid-way. The next leader reports the deploy interrupted,
+    // converges the droplets back to the live release (tag2, v2) and marks
+    // it done, without any command from us.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let members: Vec<(String, String)> = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+        let s = serde_json::from_str::<Value>(&run.stdout).unwrap_or(Value::Null);
+        let all: Vec<(String, String)> = s["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["state"] == "alive" && m["voter"] == true)
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or_default().to_string(),
+                    m["grpc_addr"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        if all.len() == 3 && s["leader"].as_str() == Some(new_leader.as_str()) {
+            break all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster is not whole again: {}",
+            run.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let survivor = members
+        .iter()
+        .find(|(name, _)| *name != new_leader)
+        .map(|(_, addr)| addr.clone())
+        .unwrap();
+    std::fs::write(origin.join("www/version"), "v3\n").unwrap();
+    git(&origin, &["commit", "-qam", "v3"]);
+    git(&origin, &["tag", "v1.4.0"]);
+    let deploy = tokio::spawn(infractl(args(&[
+        "-o",
+        "json",
+        "deploy-uat",
+        &project,
+        "--endpoint",
+        &survivor,
+    ])));
+    let key = format!("{project}/uat");
+    let deploy_of = |s: &Value| {
+        s["deploys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["target"] == key.as_str())
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &survivor])).await;
+        let running = serde_json::from_str::<Value>(&run.stdout)
+            .ok()
+            .and_then(|s| deploy_of(&s))
+            .is_some_and(|d| d["action"] == "deploy-uat" && d["finished_at"].is_null());
+        if running {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the v3 deploy never started: {}",
+            run.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = infractl(args(&["sim", "kill", &new_leader])).await;
+    assert!(run.ok, "sim kill: {}", run.stderr);
+    let interrupted_at = Instant::now();
+    let cut = deploy.await.unwrap();
+    assert!(
+        !cut.ok,
+        "the deploy whose leader died fails: {}",
+        cut.stdout
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (done, lb3) = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &survivor])).await;
+        let s = serde_json::from_str::<Value>(&run.stdout).unwrap_or(Value::Null);
+        let done =
+            deploy_of(&s).filter(|d| d["interrupted"] == true && !d["finished_at"].is_null());
+        if let (Some(done), Some(lb3)) = (done, s["load_balancer"].as_str()) {
+            break (done, lb3.trim_start_matches("http://").to_string());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted deploy was not converged: {}\n{}",
+            run.stdout,
+            droplet_logs(root.path())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let converged_in = interrupted_at.elapsed();
+    assert_eq!(
+        done["outcome"],
+        format!("interrupted; converged back to {tag2}").as_str(),
+        "{done}"
+    );
+    let run = infractl(args(&["-o", "json", "status", "--endpoint", &survivor])).await;
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        status["releases"][&key],
+        tag2.as_str(),
+        "the live release stays"
+    );
+    let lb3: SocketAddr = lb3.parse().unwrap();
+    assert!(
+        body_is(&get(lb3, &uat_path), "v2\n"),
+        "the droplets run the live release again: {:?}",
+        get(lb3, &uat_path)
+    );
+    eprintln!(
+        "FIGURES: deploy interrupted by a leader kill -> converged back to the live release in {} ms",
+        converged_in.as_millis()
+    );
 
     // Never plaintext in any droplet file: Raft log, snapshots, logs.
     let leaked = files_containing(&root.path().join(".infra/cloud"), secret.as_bytes());

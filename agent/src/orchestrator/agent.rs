@@ -1,7 +1,8 @@
 //! An agent that can orchestrate: when its bootstrap shipped the CA key and
 //! the cloud API token, the node runs with the [`OrchestratorHandler`], the
-//! leader-side recovery runner ([`Healer`]) and the leader's load balancer
-//! ([`Balancer`]), both owned tasks joined on shutdown.
+//! leader-side recovery runner ([`Healer`]), the leader's load balancer
+//! ([`Balancer`]) and the watcher of deploys interrupted by a leader change
+//! ([`LeaderDeploys::watch_interrupted`]), owned tasks joined on shutdown.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -125,6 +126,7 @@ pub async fn run_agent(
         return crate::node::run(config, shutdown).await;
     };
     let runtime = Arc::new(OnceLock::new());
+    let spec_dir = config.data_dir.join("spec");
     let balancer = Arc::new(Balancer::new(BalancerSettings {
         nginx: config.nginx.clone(),
         prefix: config.data_dir.join("lb"),
@@ -151,7 +153,7 @@ pub async fn run_agent(
         provider: setup.provider.clone(),
         identity: setup.identity.clone(),
         waits: setup.waits,
-        spec_dir: config.data_dir.join("spec"),
+        spec_dir: spec_dir.clone(),
         snapshots_kept: setup.policy.snapshots_kept,
         deploys: Some(deploys.clone()),
     };
@@ -186,15 +188,29 @@ pub async fn run_agent(
     let leader = consensus.clone();
     let balancer_task = tokio::spawn(balancer.run(
         Arc::new(consensus.clone()),
-        deploys,
+        deploys.clone(),
         consensus.subscribe_applied(),
         move || leader.metrics().state == ServerState::Leader,
         Duration::from_secs(2),
         stop_balancer.clone(),
     ));
+    let stop_resume = CancellationToken::new();
+    let leader = consensus.clone();
+    let resume_task = tokio::spawn(deploys.clone().watch_interrupted(
+        Arc::new(consensus.clone()),
+        spec_dir,
+        consensus.subscribe_applied(),
+        move || leader.metrics().state == ServerState::Leader,
+        Duration::from_secs(2),
+        stop_resume.clone(),
+    ));
     let result = node.wait().await;
     stop_healer.cancel();
     stop_balancer.cancel();
+    stop_resume.cancel();
+    if let Err(e) = resume_task.await {
+        tracing::error!(error = %e, "interrupted-deploy watcher panicked");
+    }
     if let Err(e) = healer_task.await {
         tracing::error!(error = %e, "recovery runner panicked");
     }

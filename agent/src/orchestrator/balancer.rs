@@ -176,6 +176,11 @@ impl Balancer {
         self.exclusive.lock().await
     }
 
+    /// The lock, if no deploy or re-render holds it.
+    pub fn try_exclusive(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        self.exclusive.try_lock().ok()
+    }
+
     /// Makes nginx serve `routes` (starting it if needed) and records its
     /// URL in the state. A config nginx rejects keeps the old one serving
     /// and returns why. Call with [`Balancer::exclusive`] held.

@@ -74,6 +74,10 @@ impl LeaderDeploys {
         }
     }
 
+    pub(super) fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
     async fn engine(&self) -> Result<&DockerRuntime, ControlError> {
         self.engine
             .get_or_try_init(|| async {
@@ -137,8 +141,21 @@ impl LeaderDeploys {
         progress: &ProgressSink,
     ) -> Result<Outcome, ControlError> {
         let _one = self.balancer.exclusive().await;
+        self.run_locked(store, req, spec_dir, progress, true).await
+    }
+
+    /// [`LeaderDeploys::run`] with the balancer's lock held by the caller;
+    /// `record`: the start and end are recorded in the state (`deploys`).
+    pub(super) async fn run_locked(
+        &self,
+        store: &dyn StateStore,
+        req: Request,
+        spec_dir: &Path,
+        progress: &ProgressSink,
+        record: bool,
+    ) -> Result<Outcome, ControlError> {
         let state = store.read().await.map_err(failed)?;
-        let deployment = deployment_config(&req.deployment_json, spec_dir)?;
+        let (deployment, deployment_text) = deployment_config(&req.deployment_json, spec_dir)?;
         let (project, env) = req.target();
         let vars = self
             .secret_vars(store, &state, project, env, &req.secrets)
@@ -180,10 +197,35 @@ impl LeaderDeploys {
                 ..PipelineConfig::default()
             },
         };
-        let outcome = pipeline
-            .run(&req.pipeline, &vars, chrono::Utc::now())
-            .await
-            .map_err(failed)?;
+        if record {
+            store
+                .write(Command::DeployStarted {
+                    project: project.into(),
+                    environment: env.into(),
+                    action: req.action().into(),
+                    deployment_json: deployment_text,
+                    at_ms: now_ms(),
+                })
+                .await
+                .map_err(failed)?;
+        }
+        let ran = pipeline.run(&req.pipeline, &vars, chrono::Utc::now()).await;
+        if record {
+            let outcome = match &ran {
+                Ok(o) => format!("deployed {}", o.tag),
+                Err(e) => format!("failed: {e}"),
+            };
+            let finished = Command::DeployFinished {
+                project: project.into(),
+                environment: env.into(),
+                outcome,
+                at_ms: now_ms(),
+            };
+            if let Err(e) = store.write(finished).await {
+                tracing::warn!(error = %e, "recording the end of the deploy");
+            }
+        }
+        let outcome = ran.map_err(failed)?;
         let mut result = serde_json::to_value(&outcome).map_err(failed)?;
         result["version"] = 1.into();
         result["load_balancer"] = self.balancer.url().into();
@@ -205,6 +247,15 @@ pub struct Request {
 }
 
 impl Request {
+    /// `deploy-uat`, `deploy-prod` or `rollback`.
+    pub fn action(&self) -> &'static str {
+        match &self.pipeline {
+            DeployRequest::Uat { .. } => "deploy-uat",
+            DeployRequest::Prod { .. } => "deploy-prod",
+            DeployRequest::Rollback { .. } => "rollback",
+        }
+    }
+
     fn target(&self) -> (&str, &str) {
         match &self.pipeline {
             DeployRequest::Uat { project, .. } => (project, "uat"),
@@ -264,8 +315,12 @@ impl Request {
     }
 }
 
-/// The caller's deployment config, else the last applied one.
-fn deployment_config(text: &str, spec_dir: &Path) -> Result<DeploymentConfig, ControlError> {
+/// The caller's deployment config, else the last applied one (and its
+/// text).
+fn deployment_config(
+    text: &str,
+    spec_dir: &Path,
+) -> Result<(DeploymentConfig, String), ControlError> {
     let file = spec_dir.join("deployment_config.json");
     let text = if text.trim().is_empty() {
         std::fs::read_to_string(&file).map_err(|_| {
@@ -278,6 +333,7 @@ fn deployment_config(text: &str, spec_dir: &Path) -> Result<DeploymentConfig, Co
         text.to_string()
     };
     parse_deployment(&text, Path::new("deployment_config.json"))
+        .map(|config| (config, text))
         .map_err(|e| ControlError::Invalid(e.to_string()))
 }
 

@@ -14,6 +14,7 @@ mod balancer;
 mod deploy;
 mod handler;
 mod healer;
+mod interrupted;
 mod joins;
 mod lb_routes;
 mod manual;
@@ -34,6 +35,7 @@ pub use balancer::{Balancer, BalancerError, BalancerSettings, RunningContainers}
 pub use deploy::{DeploySettings, LeaderDeploys};
 pub use handler::{NodeRuntime, OrchestratorHandler};
 pub use healer::{Healer, SagaResult};
+pub use interrupted::{Interrupted, interrupted};
 pub use joins::{MembershipJoins, has_joined};
 pub use saga_store::{StateEffects, StateSagaLog, phase_of};
 pub use store::{MemoryStore, StateStore, StoreError};
