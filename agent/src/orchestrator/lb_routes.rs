@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::deploy::pipeline::LABEL_DROPLET;
 use crate::lb::Route;
-use crate::runtime::{ContainerInfo, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE};
+use crate::runtime::{ContainerInfo, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_TAG};
 use crate::spec::ServiceKind;
 use crate::state::{ClusterState, DropletStatus, release_key};
 
@@ -40,7 +40,12 @@ pub fn routes(state: &ClusterState, containers: &[ContainerInfo]) -> Vec<Route> 
         if svc.kind != ServiceKind::Web || !live {
             continue;
         }
-        let mut by_droplet: BTreeMap<&str, SocketAddr> = BTreeMap::new();
+        // A droplet running two containers of the service (a deploy cut
+        // short) routes to the live release's.
+        let live_tag = state
+            .live_releases
+            .get(&release_key(&svc.project, &svc.environment));
+        let mut by_droplet: BTreeMap<&str, (bool, SocketAddr)> = BTreeMap::new();
         for c in containers.iter().filter(|c| {
             c.running
                 && label(c, LABEL_PROJECT) == svc.project
@@ -59,15 +64,20 @@ pub fn routes(state: &ClusterState, containers: &[ContainerInfo]) -> Vec<Route> 
                     .or_else(|| ip.parse::<IpAddr>().ok())
                     .map(|ip| SocketAddr::new(ip, *port))
             });
-            if let Some(addr) = addr {
-                by_droplet.insert(d.as_str(), addr);
+            let is_live = live_tag.is_some_and(|t| *t == label(c, LABEL_TAG));
+            if let Some(addr) = addr
+                && by_droplet
+                    .get(d.as_str())
+                    .is_none_or(|(live, _)| is_live || !live)
+            {
+                by_droplet.insert(d.as_str(), (is_live, addr));
             }
         }
         out.push(Route {
             project: svc.project.clone(),
             env: svc.environment.clone(),
             service: svc.service.clone(),
-            backends: by_droplet.into_values().collect(),
+            backends: by_droplet.into_values().map(|(_, a)| a).collect(),
         });
     }
     out
@@ -180,6 +190,34 @@ mod tests {
                 vec!["127.0.0.4:8100".parse().unwrap()],
                 "{status:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_droplet_with_two_containers_routes_to_the_live_release() {
+        let mut state = ClusterState::default();
+        state.topology.services.insert(
+            "shop-uat-web".into(),
+            ServiceState {
+                project: "shop".into(),
+                environment: "uat".into(),
+                service: "web".into(),
+                kind: ServiceKind::Web,
+                port: Some(8100),
+                droplets: vec!["shop-web1".into()],
+            },
+        );
+        let tag = "v1.0.0-uat-20261125-1200";
+        state.live_releases.insert("shop/uat".into(), tag.into());
+        let mut live = container("web", "shop-web1", 8100, true);
+        live.labels.insert(LABEL_TAG.into(), tag.into());
+        let mut stray = container("web", "shop-web1", 8600, true);
+        stray
+            .labels
+            .insert(LABEL_TAG.into(), "v1.1.0-uat-20261125-1300".into());
+        let want = vec!["127.0.0.3:8100".parse().unwrap()];
+        for running in [[live.clone(), stray.clone()], [stray, live]] {
+            assert_eq!(routes(&state, &running)[0].backends, want);
         }
     }
 }
