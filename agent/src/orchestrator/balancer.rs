@@ -271,8 +271,8 @@ impl Balancer {
                     .map_err(BalancerError::Containers)?;
                 self.converge(store, &state, lb_routes::routes(&state, &running))
                     .await?;
-                // The write of the URL changes the state once more.
-                let state = store.read().await?;
+                // The state the routes came from: any later change (the
+                // URL just recorded included) is seen by the next pass.
                 *seen = Some(Fingerprint::of(&state));
                 Ok(())
             }
