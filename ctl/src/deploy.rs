@@ -1,6 +1,7 @@
 //! `infractl deploy-uat | deploy-prod | rollback | reproduce`. With a
 //! cluster (a context with endpoints, `--endpoint` or `INFRA_ENDPOINT`) the
-//! first three go to the cluster's leader (`deploy_cluster`). Without one,
+//! first three go to the cluster's leader and reproduce reads the release
+//! from the replicated state (`deploy_cluster`). Without one,
 //! this runs the deploy pipeline locally against the local container engine. Droplets come
 //! from the planned topology (their runtime address when it is a loopback
 //! one, else 127.0.0.x assigned in name order); the load balancer is an
@@ -14,18 +15,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use clap::Subcommand;
 use infra_agent::deploy::cutover::{CutoverConfig, HttpProbe};
 use infra_agent::deploy::pipeline::{
     DeployOutcome, DeployRequest, Droplet, Pipeline, PipelineConfig, Progress, Source,
 };
-use infra_agent::deploy::release_log::{LocalReleaseLog, ReleaseLog};
+use infra_agent::deploy::release_log::{LocalReleaseLog, ReleaseLog, ReleaseRecord};
 use infra_agent::deploy::reproduce::reproduce;
 use infra_agent::runtime::{ContainerRuntime, DEFAULT_SECRETS_ROOT, DockerRuntime};
 use infra_agent::spec::{self, LoadedConfig};
 use infra_agent::topology::Topology;
 
+use crate::exit::UsageError;
 use crate::local_lb::LocalLb;
 use crate::output::{OutputFormat, print_json};
 
@@ -77,6 +79,8 @@ pub enum DeployCmd {
         tag: String,
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
 }
 
@@ -129,8 +133,8 @@ fn cluster_target(cmd: &DeployCmd, dir: &Path) -> anyhow::Result<Option<crate::c
     let cluster = match cmd {
         DeployCmd::DeployUat { cluster, .. }
         | DeployCmd::DeployProd { cluster, .. }
-        | DeployCmd::Rollback { cluster, .. } => cluster.clone(),
-        DeployCmd::Reproduce { .. } => return Ok(None),
+        | DeployCmd::Rollback { cluster, .. }
+        | DeployCmd::Reproduce { cluster, .. } => cluster.clone(),
     };
     let env = std::env::var(crate::client::ENDPOINT_ENV).is_ok_and(|e| !e.is_empty());
     let context = crate::context::Context::load(dir)?.is_some_and(|c| !c.endpoints.is_empty());
@@ -148,7 +152,10 @@ pub async fn run(cmd: DeployCmd, dir: &Path, out: OutputFormat) -> anyhow::Resul
     let infra = infra_dir(dir);
     std::fs::create_dir_all(&infra).with_context(|| format!("creating {}", infra.display()))?;
     let releases = LocalReleaseLog::open(&infra.join("releases.json"))?;
-    if let DeployCmd::Reproduce { tag, dir: target } = &cmd {
+    if let DeployCmd::Reproduce {
+        tag, dir: target, ..
+    } = &cmd
+    {
         return reproduce_tag(&config, &releases, tag, target, out).await;
     }
     let topo = topology(&config);
@@ -247,31 +254,61 @@ async fn reproduce_tag(
     target: &Path,
     out: OutputFormat,
 ) -> anyhow::Result<()> {
-    let mut found = None;
+    let mut kept = Vec::new();
     for project in config.deployment.projects.keys() {
         for env in ["uat", "prod"] {
-            if let Some(r) = releases
-                .history(project, env)
-                .await?
-                .into_iter()
-                .find(|r| r.tag == tag)
-            {
-                found.get_or_insert(r);
-            }
+            kept.extend(releases.history(project, env).await?);
         }
     }
-    let Some(rec) = found else {
-        bail!("tag {tag} is not a kept release of any project (see .infra/releases.json)");
-    };
-    let pd = &config.deployment.projects[&rec.project];
-    let done = reproduce(&config.deployment.git_config, &rec, pd, target).await?;
+    let rec = find_release(kept, tag, ".infra/releases.json")?;
+    reproduce_release(config, &rec, target, out).await
+}
+
+/// The kept release tagged `tag` among `kept`; else an error naming the
+/// tag and the known ones (`source`: where they were read). Pure.
+pub fn find_release(
+    kept: Vec<ReleaseRecord>,
+    tag: &str,
+    source: &str,
+) -> Result<ReleaseRecord, UsageError> {
+    let known: std::collections::BTreeSet<&str> = kept.iter().map(|r| r.tag.as_str()).collect();
+    let known = known.into_iter().collect::<Vec<_>>().join(", ");
+    let found = kept.iter().position(|r| r.tag == tag);
+    found.map(|i| kept[i].clone()).ok_or_else(|| {
+        UsageError(if known.is_empty() {
+            format!("tag {tag} is not a kept release: {source} has no releases")
+        } else {
+            format!("tag {tag} is not a kept release ({source}); known: {known}")
+        })
+    })
+}
+
+/// Checks out `rec`'s source into `target` and writes the manifest.
+pub async fn reproduce_release(
+    config: &LoadedConfig,
+    rec: &ReleaseRecord,
+    target: &Path,
+    out: OutputFormat,
+) -> anyhow::Result<()> {
+    let pd = config
+        .deployment
+        .projects
+        .get(&rec.project)
+        .ok_or_else(|| {
+            anyhow!(
+                "release {} is of project `{}`, which is not in the deployment config",
+                rec.tag,
+                rec.project
+            )
+        })?;
+    let done = reproduce(&config.deployment.git_config, rec, pd, target).await?;
     match out {
         OutputFormat::Json => print_json(&done),
         OutputFormat::Text => {
             println!(
                 "checked out {} {} ({}) into {}",
                 rec.project,
-                tag,
+                rec.tag,
                 done.commit,
                 done.checkout.display()
             );

@@ -1,4 +1,6 @@
-//! `infractl deploy-uat | deploy-prod | rollback` through the cluster (a
+//! `infractl deploy-uat | deploy-prod | rollback | reproduce` through the
+//! cluster (reproduce reads the kept releases from the status document's
+//! `release_history`, i.e. the replicated state; the others are calls) (a
 //! context from `infractl up`, `--endpoint` or `INFRA_ENDPOINT`): secrets
 //! are resolved here from this process's environment (`<PROJECT>_<ENV>_<NAME>`,
 //! `<ENV>_<NAME>`, `<NAME>`), sent with `deployment_config.json` in the
@@ -11,14 +13,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
+use infra_agent::deploy::release_log::ReleaseRecord;
 use infra_agent::deploy::resolve_secrets;
 use infra_agent::spec::{DEPLOYMENT_FILE, LoadedConfig};
-use infra_proto::v1::{DeployRequest, Progress, RollbackRequest};
+use infra_proto::v1::{DeployRequest, Progress, RollbackRequest, StatusRequest};
 use serde_json::Value;
 use tonic::Streaming;
 
 use crate::client::{Target, connect};
-use crate::deploy::DeployCmd;
+use crate::deploy::{DeployCmd, find_release, reproduce_release};
 use crate::output::OutputFormat;
 
 /// Secrets of every service of `project` in `env`, by name, from `vars`.
@@ -140,7 +143,75 @@ pub async fn run(
             };
             client.rollback(req).await.map_err(failed)?.into_inner()
         }
-        DeployCmd::Reproduce { .. } => bail!("reproduce runs locally"),
+        DeployCmd::Reproduce { tag, dir, .. } => {
+            let reply = client
+                .status(StatusRequest {})
+                .await
+                .map_err(|s| anyhow!("cluster unreachable: status call failed: {}", s.message()))?
+                .into_inner();
+            let status: Value = serde_json::from_str(&reply.status_json)
+                .context("agent sent invalid status JSON")?;
+            let kept = cluster_releases(&status)?;
+            let rec = find_release(kept, &tag, "the cluster's replicated state")?;
+            return reproduce_release(config, &rec, &dir, out).await;
+        }
     };
     stream(progress, out).await.map(|_| ())
+}
+
+/// The kept releases in a status document's `release_history`
+/// (`"<project>/<env>": [{tag, commit, images, ..}]`).
+pub fn cluster_releases(status: &Value) -> anyhow::Result<Vec<ReleaseRecord>> {
+    let history = status["release_history"]
+        .as_object()
+        .ok_or_else(|| anyhow!("the agent's status has no release history (an older agent?)"))?;
+    let mut out = Vec::new();
+    for (key, list) in history {
+        let (project, env) = key
+            .split_once('/')
+            .ok_or_else(|| anyhow!("release history key `{key}` is not <project>/<env>"))?;
+        for r in list.as_array().into_iter().flatten() {
+            out.push(ReleaseRecord {
+                project: project.into(),
+                env: env.into(),
+                tag: r["tag"].as_str().unwrap_or_default().into(),
+                commit: r["commit"].as_str().map(str::to_string),
+                images: serde_json::from_value(r["images"].clone()).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::find_release;
+
+    #[test]
+    fn the_cluster_release_of_a_tag_or_an_error_listing_the_known_ones() {
+        let status = serde_json::json!({"release_history": {
+            "shop/uat": [
+                {"tag": "v1.0.0-uat-20261125-1200", "commit": "abc", "images": {"web": "sha256:1"},
+                 "deployed_at_ms": 1},
+                {"tag": "v1.1.0-uat-20261125-1300", "images": {"web": "sha256:2"},
+                 "deployed_at_ms": 2}],
+            "shop/prod": [
+                {"tag": "v1.0.0-uat-20261125-1200", "commit": "abc",
+                 "images": {"web": "sha256:1"}, "deployed_at_ms": 3}]}});
+        let kept = cluster_releases(&status).unwrap();
+        assert_eq!(kept.len(), 3);
+        let rec = find_release(kept.clone(), "v1.1.0-uat-20261125-1300", "state").unwrap();
+        assert_eq!((rec.project.as_str(), rec.env.as_str()), ("shop", "uat"));
+        assert_eq!(rec.images["web"], "sha256:2");
+        assert_eq!(rec.commit, None);
+        let err = find_release(kept, "v9.9.9-uat-20261125-1400", "state").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("v9.9.9-uat-20261125-1400"), "{text}");
+        assert!(text.contains("known: v1.0.0-uat-20261125-1200"), "{text}");
+        assert!(text.contains("v1.1.0-uat-20261125-1300"), "{text}");
+        assert!(cluster_releases(&serde_json::json!({})).is_err());
+        let none = find_release(Vec::new(), "v1", "state").unwrap_err();
+        assert!(none.to_string().contains("has no releases"), "{none}");
+    }
 }

@@ -37,9 +37,25 @@ impl fmt::Display for CliError {
     }
 }
 
+/// An error caused by the user's input, raised deep inside a command:
+/// it exits with [`EXIT_USAGE`] like [`CliError::Invalid`].
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 impl From<anyhow::Error> for CliError {
     fn from(err: anyhow::Error) -> Self {
-        CliError::Runtime(err)
+        match err.downcast::<UsageError>() {
+            Ok(usage) => CliError::Invalid(usage.0),
+            Err(err) => CliError::Runtime(err),
+        }
     }
 }
 

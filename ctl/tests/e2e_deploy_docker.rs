@@ -9,9 +9,14 @@
 //! for the containers a new leader starts), traffic through nginx reaches
 //! the service, a rolling
 //! redeploy under a bounded request loop loses no request, deploy-prod
-//! runs UAT's image ids, rollback puts the previous release back, a new
-//! leader (the first one killed) rolls back with the replicated releases
-//! and sealed secrets behind its own nginx, and the
+//! runs UAT's image ids, reproduce checks out a release read from the
+//! replicated state, rollback puts the previous release back, a
+//! killed web droplet is recovered and the leader's balancer re-renders
+//! with its new address, a new leader (the first one killed) starts and
+//! records its own balancer serving every live release without any
+//! deploy, then rolls back with the replicated releases and sealed
+//! secrets, a deploy whose leader is killed mid-way is reported
+//! interrupted and converged back to the live release, and the
 //! secret is readable in the container but absent from `docker inspect`,
 //! status, output and every file of the droplets (Raft log, snapshots).
 //! Needs Docker, busybox-static and nginx: skips with a message without
@@ -98,6 +103,7 @@ impl Drop for Guard {
 
 struct Run {
     ok: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -182,6 +188,56 @@ fn droplet_logs(root: &Path) -> String {
     text
 }
 
+/// The rendered nginx.conf of the balancer listening on `lb` (under the
+/// droplets' data directories).
+fn lb_conf(root: &Path, lb: SocketAddr) -> Option<String> {
+    fn walk(dir: &Path, want: &str) -> Option<String> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if let Some(found) = walk(&path, want) {
+                    return Some(found);
+                }
+            } else if path.ends_with("lb/conf/nginx.conf") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if text.contains(want) {
+                    return Some(text);
+                }
+            }
+        }
+        None
+    }
+    walk(&root.join(".infra/cloud/droplets"), &format!("listen {lb}"))
+}
+
+/// The `server` lines of upstream `name` in an nginx.conf.
+fn upstream_servers(conf: &str, name: &str) -> Vec<String> {
+    let Some(start) = conf.find(&format!("upstream {name} {{")) else {
+        return Vec::new();
+    };
+    let block = &conf[start..];
+    let block = &block[..block.find('}').unwrap_or(block.len())];
+    block
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("server "))
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A member's (generation, droplet IP, alive voter) from a status document.
+fn member(status: &Value, name: &str) -> Option<(u64, String, bool)> {
+    let m = status["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)?;
+    let addr: SocketAddr = m["grpc_addr"].as_str()?.parse().ok()?;
+    Some((
+        m["generation"].as_u64()?,
+        addr.ip().to_string(),
+        m["state"] == "alive" && m["voter"] == true,
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret() {
     if !available() {
@@ -260,6 +316,7 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
             .expect("infractl runs");
             let run = Run {
                 ok: out.status.success(),
+                code: out.status.code(),
                 stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             };
@@ -511,6 +568,45 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
         "v2\n"
     ));
 
+    // Reproduce reads the release from the cluster's replicated state (no
+    // local release log exists here) and checks out that exact source.
+    assert!(!root.path().join(".infra/releases.json").exists());
+    let repro = root.path().join("repro");
+    let run = infractl(args(&[
+        "-o",
+        "json",
+        "reproduce",
+        &tag1,
+        "--dir",
+        &repro.to_string_lossy(),
+    ]))
+    .await;
+    assert!(run.ok, "reproduce:\n{}\n{}", run.stdout, run.stderr);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(repro.join("infra-deploy.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["tag"], tag1.as_str(), "{manifest}");
+    assert_eq!(manifest["images"], uat1["images"], "{manifest}");
+    assert_eq!(
+        std::fs::read_to_string(repro.join(&project).join("www/version")).unwrap(),
+        "v1\n",
+        "the source of {tag1}, not of main"
+    );
+    let unknown = format!("v9.9.9-uat-{nanos}");
+    let run = infractl(args(&[
+        "reproduce",
+        &unknown,
+        "--dir",
+        &repro.to_string_lossy(),
+    ]))
+    .await;
+    assert_eq!(run.code, Some(2), "unknown tag: {}", run.stderr);
+    assert!(
+        run.stderr.contains(&unknown) && run.stderr.contains(&tag1) && run.stderr.contains(&tag2),
+        "names the tag and the known ones: {}",
+        run.stderr
+    );
+
     // Rollback of uat: back to v1 at once, with the stored (sealed) secret.
     let run = infractl(args(&[
         "-o",
@@ -547,6 +643,94 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     assert_eq!(status["releases"][format!("{project}/uat")], tag1.as_str());
     assert_eq!(status["releases"][format!("{project}/prod")], tag2.as_str());
 
+    // A web droplet (neither the leader nor the follower we talk to) is
+    // killed: once its failure is confirmed the leader's balancer drops its
+    // backend (traffic keeps flowing through the other one) and renders it
+    // back, at the recovered droplet's address, once it is recovered.
+    let victim = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .find(|n| {
+            *n != leader
+                && n.contains("-web")
+                && member(&status, n)
+                    .is_some_and(|(_, ip, _)| !follower.starts_with(&format!("{ip}:")))
+        })
+        .expect("a third web droplet")
+        .to_string();
+    let (old_gen, old_ip, _) = member(&status, &victim).unwrap();
+    let upstream = format!("{project}-uat-web");
+    let servers = || upstream_servers(&lb_conf(root.path(), lb).unwrap_or_default(), &upstream);
+    let on =
+        |servers: &[String], ip: &str| servers.iter().any(|b| b.starts_with(&format!("{ip}:")));
+    let before = servers();
+    assert!(on(&before, &old_ip), "{victim} ({old_ip}) in {before:?}");
+    let run = infractl(args(&["sim", "kill", &victim])).await;
+    assert!(run.ok, "sim kill: {}", run.stderr);
+    let killed_at = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let now = servers();
+        if !now.is_empty() && !on(&now, &old_ip) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{victim}'s backend never left the balancer: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dropped_in = killed_at.elapsed();
+    assert!(
+        body_is(&get(lb, &uat_path), "v1\n"),
+        "traffic while {victim} is down: {:?}",
+        get(lb, &uat_path)
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let new_ip = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+        let back = serde_json::from_str::<Value>(&run.stdout)
+            .ok()
+            .and_then(|s| member(&s, &victim))
+            .filter(|(g, _, alive)| *g > old_gen && *alive);
+        if let Some((_, ip, _)) = back {
+            break ip;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{victim} not recovered: {}\n{}",
+            run.stdout,
+            droplet_logs(root.path())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let now = servers();
+        if on(&now, &new_ip) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the balancer was not re-rendered for {victim} at {new_ip}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let back_in = killed_at.elapsed();
+    assert_eq!(after.len(), before.len(), "{before:?} -> {after:?}");
+    assert!(
+        body_is(&get(lb, &uat_path), "v1\n"),
+        "traffic after the recovery: {:?}",
+        get(lb, &uat_path)
+    );
+    eprintln!(
+        "FIGURES: {victim} killed -> backend dropped in {} ms, recovered and rendered back in {} ms",
+        dropped_in.as_millis(),
+        back_in.as_millis()
+    );
+
     // The leader dies: a new one knows the releases and the sealed
     // secrets, and its own nginx serves every live release at once.
     let run = infractl(args(&["sim", "kill", &leader])).await;
@@ -563,6 +747,40 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
         assert!(Instant::now() < deadline, "no new leader: {}", run.stdout);
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+    // Without any deploy or rollback, the new leader records its own
+    // balancer and serves every live release through it.
+    let elected = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lb2: SocketAddr = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+        let url = serde_json::from_str::<Value>(&run.stdout)
+            .ok()
+            .and_then(|s| s["load_balancer"].as_str().map(str::to_string))
+            .filter(|u| *u != format!("http://{lb}"));
+        if let Some(url) = url {
+            break url.trim_start_matches("http://").parse().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{new_leader} recorded no balancer: {}",
+            run.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let serving_in = elected.elapsed();
+    assert!(
+        body_is(&get(lb2, &uat_path), "v1\n"),
+        "uat through {new_leader}'s balancer: {:?}",
+        get(lb2, &uat_path)
+    );
+    assert!(
+        body_is(&get(lb2, &format!("/{project}/prod/web/version")), "v2\n"),
+        "prod through {new_leader}'s balancer"
+    );
+    eprintln!(
+        "FIGURES: new leader elected -> its balancer recorded and serving in {} ms",
+        serving_in.as_millis()
+    );
     let run = infractl(args(&[
         "-o",
         "json",
@@ -583,12 +801,7 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
     let again: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(again["tag"], tag2.as_str());
     assert_eq!(again["images"], uat2["images"]);
-    let lb2: SocketAddr = again["load_balancer"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
+    assert_eq!(again["load_balancer"], format!("http://{lb2}").as_str());
     assert_ne!(lb2, lb, "the new leader runs its own balancer");
     assert!(
         body_is(&get(lb2, &uat_path), "v2\n"),
@@ -617,6 +830,129 @@ async fn deploy_through_a_follower_redeploy_promote_rollback_and_keep_the_secret
 
     // The new leader's containers too: started by their droplets' agents.
     assert!(started_by_their_droplets(&project) >= 3);
+
+    // A deploy interrupted by a leader change: once every member is back
+    // (the first leader is recovered), a v3 deploy starts and its leader
+    // is killed mid-way. The next leader reports the deploy interrupted,
+    // converges the droplets back to the live release (tag2, v2) and marks
+    // it done, without any command from us.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let members: Vec<(String, String)> = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &follower])).await;
+        let s = serde_json::from_str::<Value>(&run.stdout).unwrap_or(Value::Null);
+        let all: Vec<(String, String)> = s["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["state"] == "alive" && m["voter"] == true)
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or_default().to_string(),
+                    m["grpc_addr"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        if all.len() == 3 && s["leader"].as_str() == Some(new_leader.as_str()) {
+            break all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster is not whole again: {}",
+            run.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let survivor = members
+        .iter()
+        .find(|(name, _)| *name != new_leader)
+        .map(|(_, addr)| addr.clone())
+        .unwrap();
+    std::fs::write(origin.join("www/version"), "v3\n").unwrap();
+    git(&origin, &["commit", "-qam", "v3"]);
+    git(&origin, &["tag", "v1.4.0"]);
+    let deploy = tokio::spawn(infractl(args(&[
+        "-o",
+        "json",
+        "deploy-uat",
+        &project,
+        "--endpoint",
+        &survivor,
+    ])));
+    let key = format!("{project}/uat");
+    let deploy_of = |s: &Value| {
+        s["deploys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["target"] == key.as_str())
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &survivor])).await;
+        let running = serde_json::from_str::<Value>(&run.stdout)
+            .ok()
+            .and_then(|s| deploy_of(&s))
+            .is_some_and(|d| d["action"] == "deploy-uat" && d["finished_at"].is_null());
+        if running {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the v3 deploy never started: {}",
+            run.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = infractl(args(&["sim", "kill", &new_leader])).await;
+    assert!(run.ok, "sim kill: {}", run.stderr);
+    let interrupted_at = Instant::now();
+    let cut = deploy.await.unwrap();
+    assert!(
+        !cut.ok,
+        "the deploy whose leader died fails: {}",
+        cut.stdout
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (done, lb3) = loop {
+        let run = infractl(args(&["-o", "json", "status", "--endpoint", &survivor])).await;
+        let s = serde_json::from_str::<Value>(&run.stdout).unwrap_or(Value::Null);
+        let done =
+            deploy_of(&s).filter(|d| d["interrupted"] == true && !d["finished_at"].is_null());
+        if let (Some(done), Some(lb3)) = (done, s["load_balancer"].as_str()) {
+            break (done, lb3.trim_start_matches("http://").to_string());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted deploy was not converged: {}\n{}",
+            run.stdout,
+            droplet_logs(root.path())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let converged_in = interrupted_at.elapsed();
+    assert_eq!(
+        done["outcome"],
+        format!("interrupted; converged back to {tag2}").as_str(),
+        "{done}"
+    );
+    let run = infractl(args(&["-o", "json", "status", "--endpoint", &survivor])).await;
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        status["releases"][&key],
+        tag2.as_str(),
+        "the live release stays"
+    );
+    let lb3: SocketAddr = lb3.parse().unwrap();
+    assert!(
+        body_is(&get(lb3, &uat_path), "v2\n"),
+        "the droplets run the live release again: {:?}",
+        get(lb3, &uat_path)
+    );
+    eprintln!(
+        "FIGURES: deploy interrupted by a leader kill -> converged back to the live release in {} ms",
+        converged_in.as_millis()
+    );
 
     // Never plaintext in any droplet file: Raft log, snapshots, logs.
     let leaked = files_containing(&root.path().join(".infra/cloud"), secret.as_bytes());

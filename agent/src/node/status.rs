@@ -51,6 +51,20 @@ pub struct FailureStatus {
     pub confirmed_at: u64,
 }
 
+/// The latest deploy of a project/environment (from the replicated state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeployStatus {
+    /// `<project>/<environment>`.
+    pub target: String,
+    pub action: String,
+    pub started_at: u64,
+    /// Its leader was lost before it finished (a later leader converged
+    /// the droplets back to the live release).
+    pub interrupted: bool,
+    pub finished_at: Option<u64>,
+    pub outcome: Option<String>,
+}
+
 /// A recovery from the replicated state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecoveryStatus {
@@ -92,6 +106,11 @@ pub struct NodeStatus {
     pub load_balancer: Option<String>,
     /// Live release tag per `<project>/<environment>`.
     pub releases: std::collections::BTreeMap<String, String>,
+    /// Kept releases (tag, commit, image ids) per `<project>/<environment>`,
+    /// oldest first (`infractl reproduce` reads them).
+    pub release_history: std::collections::BTreeMap<String, Vec<crate::state::Release>>,
+    /// The latest deploy per project/environment.
+    pub deploys: Vec<DeployStatus>,
     /// Bytes by class: gossip datagrams, and the gRPC connections this
     /// agent opened for health calls and for Raft.
     pub traffic: TrafficCounts,
@@ -205,6 +224,19 @@ impl StatusSource {
                     let (project, env) = key.split_once('/')?;
                     let live = state.current_release(project, env)?;
                     Some((key.clone(), live.tag.clone()))
+                })
+                .collect(),
+            release_history: state.releases.clone(),
+            deploys: state
+                .deploys
+                .iter()
+                .map(|(target, d)| DeployStatus {
+                    target: target.clone(),
+                    action: d.action.clone(),
+                    started_at: d.started_at_ms,
+                    interrupted: d.interrupted,
+                    finished_at: d.finished_at_ms,
+                    outcome: d.outcome.clone(),
                 })
                 .collect(),
             traffic: self.traffic.counts(),

@@ -1,8 +1,10 @@
 //! An agent that can orchestrate: when its bootstrap shipped the CA key and
-//! the cloud API token, the node runs with the [`OrchestratorHandler`] and
-//! the leader-side recovery runner ([`Healer`]), and, when notification
-//! configs sit in [`notify_dir`], the e-mail/SMS fan-out and the leader's
-//! heartbeat e-mails.
+//! the cloud API token, the node runs with the [`OrchestratorHandler`], the
+//! leader-side recovery runner ([`Healer`]), the leader's load balancer
+//! ([`Balancer`]), the watcher of deploys interrupted by a leader change
+//! ([`LeaderDeploys::watch_interrupted`]) and, when notification configs sit
+//! in [`notify_dir`], the e-mail/SMS fan-out and the leader's heartbeat
+//! e-mails: owned tasks joined on shutdown.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -11,6 +13,7 @@ use std::time::Duration;
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
+use super::balancer::{Balancer, BalancerSettings};
 use super::{
     ClusterIdentity, DeploySettings, Healer, LeaderDeploys, MembershipJoins, NodeRuntime,
     OrchestratorHandler, Waits,
@@ -159,30 +162,36 @@ pub async fn run_agent(
         None => (None, None),
     };
     let runtime = Arc::new(OnceLock::new());
+    let spec_dir = config.data_dir.join("spec");
+    let balancer = Arc::new(Balancer::new(BalancerSettings {
+        nginx: config.nginx.clone(),
+        prefix: config.data_dir.join("lb"),
+        listen: config.lb_listen,
+        advertise_ip: config.grpc_advertise.ip(),
+    }));
+    let deploys = Arc::new(LeaderDeploys::new(
+        DeploySettings {
+            data_dir: config.data_dir.clone(),
+            grpc_port: config.grpc_advertise.port(),
+            tls: TlsMaterial::load(
+                &config.tls.ca_cert,
+                &config.tls.node_cert,
+                &config.tls.node_key,
+            )
+            .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+            .client_config(),
+        },
+        SecretsKey::derive(&setup.identity.gossip_key),
+        balancer.clone(),
+    ));
     let handler = OrchestratorHandler {
         runtime: runtime.clone(),
         provider: setup.provider.clone(),
         identity: setup.identity.clone(),
         waits: setup.waits,
-        spec_dir: config.data_dir.join("spec"),
+        spec_dir: spec_dir.clone(),
         snapshots_kept: setup.policy.snapshots_kept,
-        deploys: Some(Arc::new(LeaderDeploys::new(
-            DeploySettings {
-                nginx: config.nginx.clone(),
-                lb_listen: config.lb_listen,
-                advertise_ip: config.grpc_advertise.ip(),
-                data_dir: config.data_dir.clone(),
-                grpc_port: config.grpc_advertise.port(),
-                tls: TlsMaterial::load(
-                    &config.tls.ca_cert,
-                    &config.tls.node_cert,
-                    &config.tls.node_key,
-                )
-                .map_err(|e| NodeError::TlsConfig(e.to_string()))?
-                .client_config(),
-            },
-            SecretsKey::derive(&setup.identity.gossip_key),
-        ))),
+        deploys: Some(deploys.clone()),
         notify: fanout.clone(),
     };
     let deps = NodeDeps {
@@ -211,14 +220,46 @@ pub async fn run_agent(
         policy: setup.policy.clone(),
         timing: setup.timing.clone(),
     });
-    let stop_healer = CancellationToken::new();
-    let leader = consensus.clone();
-    let healer_task = tokio::spawn(healer.run(
-        consensus.subscribe_applied(),
-        move || leader.metrics().state == ServerState::Leader,
-        Duration::from_secs(5),
-        stop_healer.clone(),
-    ));
+    // Leader-side owners: each acts only while this agent leads; all are
+    // stopped and joined before the notification fan-out they feed.
+    let stop_leader = CancellationToken::new();
+    let is_leader = |c: &crate::consensus::Consensus| {
+        let c = c.clone();
+        move || c.metrics().state == ServerState::Leader
+    };
+    let leader_tasks = [
+        (
+            "recovery runner",
+            tokio::spawn(healer.run(
+                consensus.subscribe_applied(),
+                is_leader(&consensus),
+                Duration::from_secs(5),
+                stop_leader.clone(),
+            )),
+        ),
+        (
+            "load balancer",
+            tokio::spawn(balancer.run(
+                Arc::new(consensus.clone()),
+                deploys.clone(),
+                consensus.subscribe_applied(),
+                is_leader(&consensus),
+                Duration::from_secs(2),
+                stop_leader.clone(),
+            )),
+        ),
+        (
+            "interrupted-deploy watcher",
+            tokio::spawn(deploys.clone().watch_interrupted(
+                Arc::new(consensus.clone()),
+                spec_dir,
+                consensus.subscribe_applied(),
+                is_leader(&consensus),
+                Duration::from_secs(2),
+                stop_leader.clone(),
+            )),
+        ),
+    ];
     let heartbeat_task = heartbeat(
         fanout,
         setup.notify.as_ref().and_then(|n| n.heartbeat),
@@ -227,9 +268,11 @@ pub async fn run_agent(
         stop_notify.clone(),
     );
     let result = node.wait().await;
-    stop_healer.cancel();
-    if let Err(e) = healer_task.await {
-        tracing::error!(error = %e, "recovery runner panicked");
+    stop_leader.cancel();
+    for (name, task) in leader_tasks {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "{name} panicked");
+        }
     }
     stop_notify.cancel();
     for task in [heartbeat_task, fanout_task].into_iter().flatten() {

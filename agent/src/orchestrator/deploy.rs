@@ -2,11 +2,11 @@
 //! cluster's topology and droplet addresses, images built on the leader's
 //! own engine, each droplet's containers started by that droplet's agent
 //! ([`AgentRuntime`]: RPCs to its `Containers` service, images pushed to
-//! its `Images` service; the leader's own droplet too), an nginx of its own
-//! ([`LeaderDeploys`] starts it on the first deploy and records its URL in
-//! the state), the release log in the replicated state
-//! ([`StateReleaseLog`]) and secrets sealed in the state
-//! ([`SecretsKey`]). One deploy runs at a time.
+//! its `Images` service; the leader's own droplet too), the leader's load
+//! balancer ([`Balancer`], started here too if the watcher has not yet),
+//! the release log in the replicated state ([`StateReleaseLog`]) and
+//! secrets sealed in the state ([`SecretsKey`]). One deploy runs at a
+//! time, holding the balancer's lock so no re-render interleaves.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,37 +23,30 @@ use crate::deploy::pipeline::{DeployRequest, Droplet, Pipeline, PipelineConfig, 
 use crate::deploy::sealed::SecretsKey;
 use crate::deploy::secrets::candidate_vars;
 use crate::deploy::state_log::StateReleaseLog;
-use crate::lb::{LbConfig, Nginx};
 use crate::orchestrator::StateStore;
+use crate::orchestrator::balancer::{Balancer, RunningContainers};
 use crate::orchestrator::running_containers;
-use crate::runtime::{DEFAULT_SECRETS_ROOT, DockerRuntime};
+use crate::runtime::{ContainerInfo, DEFAULT_SECRETS_ROOT, DockerRuntime};
 use crate::spec::{DeploymentConfig, parse_deployment};
 use crate::state::{ClusterState, Command, release_key};
 
 /// Where the leader's deploys run.
 #[derive(Debug, Clone)]
 pub struct DeploySettings {
-    /// The nginx binary (`/usr/sbin/nginx`).
-    pub nginx: PathBuf,
-    /// Where the load balancer listens.
-    pub lb_listen: SocketAddr,
-    /// The address in the load balancer's URL when it listens on all.
-    pub advertise_ip: IpAddr,
-    /// Data directory: `lb/` (nginx prefix) and `deploy/` (clones).
+    /// Data directory: `deploy/` (clones).
     pub data_dir: PathBuf,
-    /// The agents' gRPC port (each droplet's agent: `<droplet ip>:<port>`).
+    /// The agents' gRPC port (images are pushed to `<droplet ip>:<port>`).
     pub grpc_port: u16,
-    /// mTLS to the droplets' agents (containers and image delivery).
+    /// mTLS to the other agents (image delivery).
     pub tls: ClientTlsConfig,
 }
 
-/// The leader's deploy machinery (lazily started).
+/// The leader's deploy machinery (the engine connected lazily).
 pub struct LeaderDeploys {
     settings: DeploySettings,
     key: SecretsKey,
-    lb: tokio::sync::OnceCell<Arc<Nginx>>,
+    balancer: Arc<Balancer>,
     engine: tokio::sync::OnceCell<DockerRuntime>,
-    one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 struct Steps<'a>(&'a ProgressSink);
@@ -73,61 +66,17 @@ fn now_ms() -> u64 {
 }
 
 impl LeaderDeploys {
-    pub fn new(settings: DeploySettings, key: SecretsKey) -> Self {
+    pub fn new(settings: DeploySettings, key: SecretsKey, balancer: Arc<Balancer>) -> Self {
         LeaderDeploys {
             settings,
             key,
-            lb: tokio::sync::OnceCell::new(),
+            balancer,
             engine: tokio::sync::OnceCell::new(),
-            one_at_a_time: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The base URL clients reach the load balancer at.
-    pub fn lb_url(&self) -> String {
-        let l = self.settings.lb_listen;
-        let ip = if l.ip().is_unspecified() {
-            self.settings.advertise_ip
-        } else {
-            l.ip()
-        };
-        format!("http://{}", SocketAddr::new(ip, l.port()))
-    }
-
-    /// The leader's nginx, started on first use with the routes of every
-    /// live release the state knows (a new leader serves them at once),
-    /// backends from the containers running on the `droplets`.
-    async fn lb(
-        &self,
-        store: &dyn StateStore,
-        state: &ClusterState,
-        droplets: &BTreeMap<String, Droplet>,
-    ) -> Result<&Arc<Nginx>, ControlError> {
-        self.lb
-            .get_or_try_init(|| async {
-                let prefix = self.settings.data_dir.join("lb");
-                let nginx = Nginx::new(&self.settings.nginx, &prefix);
-                let mut cfg = LbConfig::new(self.settings.lb_listen);
-                cfg.worker_processes = "1".into();
-                let running = running_containers(droplets).await;
-                for (droplet, e) in &running.unreachable {
-                    tracing::warn!(%droplet, %e, "no containers listed for the load balancer");
-                }
-                cfg.routes = super::lb_routes::routes(state, &running.containers);
-                nginx
-                    .start(&cfg)
-                    .await
-                    .map_err(|e| failed(format!("starting the load balancer: {e}")))?;
-                store
-                    .write(Command::SetLoadBalancer {
-                        url: self.lb_url(),
-                        at_ms: now_ms(),
-                    })
-                    .await
-                    .map_err(failed)?;
-                Ok(Arc::new(nginx))
-            })
-            .await
+    pub(super) fn balancer(&self) -> &Balancer {
+        &self.balancer
     }
 
     async fn engine(&self) -> Result<&DockerRuntime, ControlError> {
@@ -192,16 +141,39 @@ impl LeaderDeploys {
         spec_dir: &Path,
         progress: &ProgressSink,
     ) -> Result<Outcome, ControlError> {
-        let _one = self.one_at_a_time.lock().await;
+        let _one = self.balancer.exclusive().await;
+        self.run_locked(store, req, spec_dir, progress, true).await
+    }
+
+    /// [`LeaderDeploys::run`] with the balancer's lock held by the caller;
+    /// `record`: the start and end are recorded in the state (`deploys`).
+    pub(super) async fn run_locked(
+        &self,
+        store: &dyn StateStore,
+        req: Request,
+        spec_dir: &Path,
+        progress: &ProgressSink,
+        record: bool,
+    ) -> Result<Outcome, ControlError> {
         let state = store.read().await.map_err(failed)?;
-        let deployment = deployment_config(&req.deployment_json, spec_dir)?;
+        let (deployment, deployment_text) = deployment_config(&req.deployment_json, spec_dir)?;
         let (project, env) = req.target();
         let vars = self
             .secret_vars(store, &state, project, env, &req.secrets)
             .await?;
         let engine = self.engine().await?;
         let droplets = droplets(&state, &self.settings);
-        let lb = self.lb(store, &state, &droplets).await?.clone();
+        let lb = match self.balancer.current() {
+            Some(lb) => lb,
+            None => {
+                let running = listed(&droplets).await.map_err(failed)?;
+                let routes = super::lb_routes::routes(&state, &running);
+                self.balancer
+                    .converge(store, &state, routes)
+                    .await
+                    .map_err(|e| failed(format!("starting the load balancer: {e}")))?
+            }
+        };
         let releases = StateReleaseLog { store };
         let steps = Steps(progress);
         let pipeline = Pipeline {
@@ -225,13 +197,38 @@ impl LeaderDeploys {
                 ..PipelineConfig::default()
             },
         };
-        let outcome = pipeline
-            .run(&req.pipeline, &vars, chrono::Utc::now())
-            .await
-            .map_err(failed)?;
+        if record {
+            store
+                .write(Command::DeployStarted {
+                    project: project.into(),
+                    environment: env.into(),
+                    action: req.action().into(),
+                    deployment_json: deployment_text,
+                    at_ms: now_ms(),
+                })
+                .await
+                .map_err(failed)?;
+        }
+        let ran = pipeline.run(&req.pipeline, &vars, chrono::Utc::now()).await;
+        if record {
+            let outcome = match &ran {
+                Ok(o) => format!("deployed {}", o.tag),
+                Err(e) => format!("failed: {e}"),
+            };
+            let finished = Command::DeployFinished {
+                project: project.into(),
+                environment: env.into(),
+                outcome,
+                at_ms: now_ms(),
+            };
+            if let Err(e) = store.write(finished).await {
+                tracing::warn!(error = %e, "recording the end of the deploy");
+            }
+        }
+        let outcome = ran.map_err(failed)?;
         let mut result = serde_json::to_value(&outcome).map_err(failed)?;
         result["version"] = 1.into();
-        result["load_balancer"] = self.lb_url().into();
+        result["load_balancer"] = self.balancer.url().into();
         Ok(Outcome {
             message: format!(
                 "deployed {} to {}: {} (rollout {} ms)",
@@ -250,6 +247,15 @@ pub struct Request {
 }
 
 impl Request {
+    /// `deploy-uat`, `deploy-prod` or `rollback`.
+    pub fn action(&self) -> &'static str {
+        match &self.pipeline {
+            DeployRequest::Uat { .. } => "deploy-uat",
+            DeployRequest::Prod { .. } => "deploy-prod",
+            DeployRequest::Rollback { .. } => "rollback",
+        }
+    }
+
     fn target(&self) -> (&str, &str) {
         match &self.pipeline {
             DeployRequest::Uat { project, .. } => (project, "uat"),
@@ -309,8 +315,12 @@ impl Request {
     }
 }
 
-/// The caller's deployment config, else the last applied one.
-fn deployment_config(text: &str, spec_dir: &Path) -> Result<DeploymentConfig, ControlError> {
+/// The caller's deployment config, else the last applied one (and its
+/// text).
+fn deployment_config(
+    text: &str,
+    spec_dir: &Path,
+) -> Result<(DeploymentConfig, String), ControlError> {
     let file = spec_dir.join("deployment_config.json");
     let text = if text.trim().is_empty() {
         std::fs::read_to_string(&file).map_err(|_| {
@@ -323,6 +333,7 @@ fn deployment_config(text: &str, spec_dir: &Path) -> Result<DeploymentConfig, Co
         text.to_string()
     };
     parse_deployment(&text, Path::new("deployment_config.json"))
+        .map(|config| (config, text))
         .map_err(|e| ControlError::Invalid(e.to_string()))
 }
 
@@ -353,4 +364,29 @@ pub fn droplets(state: &ClusterState, settings: &DeploySettings) -> BTreeMap<Str
             ))
         })
         .collect()
+}
+
+/// The managed containers of the `droplets`; an error only when no
+/// droplet answered (a dead droplet is left out, with a warning).
+async fn listed(droplets: &BTreeMap<String, Droplet>) -> Result<Vec<ContainerInfo>, String> {
+    let running = running_containers(droplets).await;
+    if !running.unreachable.is_empty() {
+        let errors: Vec<String> = running
+            .unreachable
+            .iter()
+            .map(|(name, e)| format!("{name}: {e}"))
+            .collect();
+        if running.unreachable.len() == droplets.len() {
+            return Err(errors.join("; "));
+        }
+        tracing::warn!(?errors, "droplets left out of the load balancer's listing");
+    }
+    Ok(running.containers)
+}
+
+#[async_trait::async_trait]
+impl RunningContainers for LeaderDeploys {
+    async fn running(&self, state: &ClusterState) -> Result<Vec<ContainerInfo>, String> {
+        listed(&droplets(state, &self.settings)).await
+    }
 }

@@ -10,9 +10,11 @@
 
 mod agent;
 mod apply;
+mod balancer;
 mod deploy;
 mod handler;
 mod healer;
+mod interrupted;
 mod joins;
 mod lb_routes;
 mod manual;
@@ -30,9 +32,11 @@ use std::time::Duration;
 
 pub use agent::{DEFAULT_BASE_IMAGE, LeaderSetup, SetupError, run_agent};
 pub use apply::{ApplyDeps, ApplyReport, apply_spec};
+pub use balancer::{Balancer, BalancerError, BalancerSettings, RunningContainers};
 pub use deploy::{DeploySettings, LeaderDeploys, droplets};
 pub use handler::{NodeRuntime, OrchestratorHandler};
 pub use healer::{Healer, SagaResult};
+pub use interrupted::{Interrupted, interrupted};
 pub use joins::{MembershipJoins, has_joined};
 pub use running::{Running, running_containers};
 pub use saga_store::{StateEffects, StateSagaLog, phase_of};

@@ -184,6 +184,30 @@ pub enum Command {
     },
     /// The load balancer's base URL (e.g. `http://203.0.113.2`).
     SetLoadBalancer { url: String, at_ms: u64 },
+    /// A deploy or rollback of `project`/`environment` began on the
+    /// leader (`action`: `deploy-uat`, `deploy-prod`, `rollback`), with the
+    /// deployment config it runs with (no secret values in it).
+    DeployStarted {
+        project: String,
+        environment: String,
+        action: String,
+        deployment_json: String,
+        at_ms: u64,
+    },
+    /// A leader found that deploy unfinished: the leader running it was
+    /// lost mid-way.
+    DeployInterrupted {
+        project: String,
+        environment: String,
+        at_ms: u64,
+    },
+    /// The deploy ended; `outcome` says how.
+    DeployFinished {
+        project: String,
+        environment: String,
+        outcome: String,
+        at_ms: u64,
+    },
     /// A provider snapshot of `droplet` exists.
     RecordSnapshot {
         droplet: String,
@@ -216,6 +240,9 @@ impl Command {
             Command::SetLiveRelease { .. } => "set_live_release",
             Command::StoreSecrets { .. } => "store_secrets",
             Command::SetLoadBalancer { .. } => "set_load_balancer",
+            Command::DeployStarted { .. } => "deploy_started",
+            Command::DeployInterrupted { .. } => "deploy_interrupted",
+            Command::DeployFinished { .. } => "deploy_finished",
             Command::RecordSnapshot { .. } => "record_snapshot",
             Command::ForgetSnapshot { .. } => "forget_snapshot",
             Command::RecordEvent { .. } => "record_event",

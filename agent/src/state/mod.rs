@@ -60,6 +60,25 @@ pub struct ClusterState {
     /// The load balancer's base URL, once the leader started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<String>,
+    /// The latest deploy per `<project>/<environment>` (started, finished).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deploys: BTreeMap<String, DeployRun>,
+}
+
+/// A deploy or rollback as the leaders recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRun {
+    pub action: String,
+    /// The deployment config it ran with (to converge it back elsewhere).
+    pub deployment_json: String,
+    pub started_at_ms: u64,
+    /// Its leader was lost before it finished.
+    #[serde(default)]
+    pub interrupted: bool,
+    #[serde(default)]
+    pub finished_at_ms: Option<u64>,
+    #[serde(default)]
+    pub outcome: Option<String>,
 }
 
 impl Default for ClusterState {
@@ -76,6 +95,7 @@ impl Default for ClusterState {
             live_releases: BTreeMap::new(),
             secrets: BTreeMap::new(),
             load_balancer: None,
+            deploys: BTreeMap::new(),
         }
     }
 }
@@ -393,6 +413,59 @@ impl ClusterState {
                     Response::Applied
                 }
             }
+            Command::DeployStarted {
+                project,
+                environment,
+                action,
+                deployment_json,
+                at_ms,
+            } => {
+                self.deploys.insert(
+                    release_key(project, environment),
+                    DeployRun {
+                        action: action.clone(),
+                        deployment_json: deployment_json.clone(),
+                        started_at_ms: *at_ms,
+                        interrupted: false,
+                        finished_at_ms: None,
+                        outcome: None,
+                    },
+                );
+                Response::Applied
+            }
+            Command::DeployInterrupted {
+                project,
+                environment,
+                at_ms,
+            } => {
+                let key = release_key(project, environment);
+                let action = match self.deploys.get_mut(&key) {
+                    Some(run) if run.finished_at_ms.is_none() && !run.interrupted => {
+                        run.interrupted = true;
+                        run.action.clone()
+                    }
+                    _ => return Response::Unchanged,
+                };
+                self.event(
+                    log_index,
+                    *at_ms,
+                    format!("{action} of {key} interrupted by a leader change"),
+                );
+                Response::Applied
+            }
+            Command::DeployFinished {
+                project,
+                environment,
+                outcome,
+                at_ms,
+            } => match self.deploys.get_mut(&release_key(project, environment)) {
+                Some(run) if run.finished_at_ms.is_none() => {
+                    run.finished_at_ms = Some(*at_ms);
+                    run.outcome = Some(outcome.clone());
+                    Response::Applied
+                }
+                _ => Response::Unchanged,
+            },
             Command::RecordEvent { message, at_ms } => {
                 self.event(log_index, *at_ms, message.clone());
                 Response::Applied

@@ -408,3 +408,53 @@ fn a_new_failure_remembers_when_earlier_recoveries_started() {
     assert_eq!(r.earlier_starts_ms.last(), Some(&(r.started_at_ms - 100)));
     assert_eq!(r.saga, None, "a new recovery starts without a saga record");
 }
+
+#[test]
+fn deploys_are_recorded_started_interrupted_and_finished() {
+    let mut s = ClusterState::default();
+    let started = env(Command::DeployStarted {
+        project: "p".into(),
+        environment: "uat".into(),
+        action: "deploy-uat".into(),
+        deployment_json: "{}".into(),
+        at_ms: 10,
+    });
+    let interrupted = env(Command::DeployInterrupted {
+        project: "p".into(),
+        environment: "uat".into(),
+        at_ms: 20,
+    });
+    let finished = env(Command::DeployFinished {
+        project: "p".into(),
+        environment: "uat".into(),
+        outcome: "interrupted; converged back to v1".into(),
+        at_ms: 30,
+    });
+    assert_eq!(
+        s.apply(&finished, 1, 1),
+        Response::Unchanged,
+        "nothing started"
+    );
+    assert_eq!(s.apply(&started, 2, 1), Response::Applied);
+    assert!(s.deploys["p/uat"].finished_at_ms.is_none());
+    assert_eq!(s.apply(&interrupted, 3, 2), Response::Applied);
+    assert_eq!(s.apply(&interrupted, 4, 2), Response::Unchanged);
+    assert!(s.deploys["p/uat"].interrupted);
+    assert_eq!(s.apply(&finished, 5, 2), Response::Applied);
+    assert_eq!(s.apply(&finished, 6, 2), Response::Unchanged);
+    assert_eq!(s.apply(&interrupted, 7, 2), Response::Unchanged, "done");
+    let d = &s.deploys["p/uat"];
+    assert_eq!(d.finished_at_ms, Some(30));
+    assert_eq!(
+        d.outcome.as_deref(),
+        Some("interrupted; converged back to v1")
+    );
+    // A new deploy starts afresh.
+    assert_eq!(s.apply(&started, 8, 2), Response::Applied);
+    assert!(!s.deploys["p/uat"].interrupted && s.deploys["p/uat"].finished_at_ms.is_none());
+    // An old state without the field still parses.
+    let mut old = serde_json::to_value(ClusterState::default()).unwrap();
+    old.as_object_mut().unwrap().remove("deploys");
+    let back: ClusterState = serde_json::from_value(old).unwrap();
+    assert!(back.deploys.is_empty());
+}
