@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     ClusterIdentity, DeploySettings, Healer, LeaderDeploys, MembershipJoins, NodeRuntime,
-    OrchestratorHandler, Waits,
+    OrchestratorHandler, ServicePlacer, Waits,
 };
 use crate::bootstrap::{api_token_path, ca_key_path};
 use crate::config::AgentConfig;
@@ -159,30 +159,32 @@ pub async fn run_agent(
         None => (None, None),
     };
     let runtime = Arc::new(OnceLock::new());
+    let deploys = Arc::new(LeaderDeploys::new(
+        DeploySettings {
+            nginx: config.nginx.clone(),
+            lb_listen: config.lb_listen,
+            advertise_ip: config.grpc_advertise.ip(),
+            data_dir: config.data_dir.clone(),
+            grpc_port: config.grpc_advertise.port(),
+            tls: TlsMaterial::load(
+                &config.tls.ca_cert,
+                &config.tls.node_cert,
+                &config.tls.node_key,
+            )
+            .map_err(|e| NodeError::TlsConfig(e.to_string()))?
+            .client_config(),
+        },
+        SecretsKey::derive(&setup.identity.gossip_key),
+    ));
+    let spec_dir = config.data_dir.join("spec");
     let handler = OrchestratorHandler {
         runtime: runtime.clone(),
         provider: setup.provider.clone(),
         identity: setup.identity.clone(),
         waits: setup.waits,
-        spec_dir: config.data_dir.join("spec"),
+        spec_dir: spec_dir.clone(),
         snapshots_kept: setup.policy.snapshots_kept,
-        deploys: Some(Arc::new(LeaderDeploys::new(
-            DeploySettings {
-                nginx: config.nginx.clone(),
-                lb_listen: config.lb_listen,
-                advertise_ip: config.grpc_advertise.ip(),
-                data_dir: config.data_dir.clone(),
-                grpc_port: config.grpc_advertise.port(),
-                tls: TlsMaterial::load(
-                    &config.tls.ca_cert,
-                    &config.tls.node_cert,
-                    &config.tls.node_key,
-                )
-                .map_err(|e| NodeError::TlsConfig(e.to_string()))?
-                .client_config(),
-            },
-            SecretsKey::derive(&setup.identity.gossip_key),
-        ))),
+        deploys: Some(deploys.clone()),
         notify: fanout.clone(),
     };
     let deps = NodeDeps {
@@ -210,6 +212,7 @@ pub async fn run_agent(
         identity: setup.identity.clone(),
         policy: setup.policy.clone(),
         timing: setup.timing.clone(),
+        placer: Some(Arc::new(ServicePlacer { deploys, spec_dir })),
     });
     let stop_healer = CancellationToken::new();
     let leader = consensus.clone();

@@ -8,6 +8,8 @@
 //! ([`StateReleaseLog`]) and secrets sealed in the state
 //! ([`SecretsKey`]). One deploy runs at a time.
 
+mod converge;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ use crate::orchestrator::running_containers;
 use crate::runtime::{DEFAULT_SECRETS_ROOT, DockerRuntime};
 use crate::spec::{DeploymentConfig, parse_deployment};
 use crate::state::{ClusterState, Command, release_key};
+
+pub use converge::{Converged, PlaceServices, ServicePlacer};
 
 /// Where the leader's deploys run.
 #[derive(Debug, Clone)]
