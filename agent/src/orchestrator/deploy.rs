@@ -199,6 +199,7 @@ impl LeaderDeploys {
         let _one = self.one_at_a_time.lock().await;
         let state = store.read().await.map_err(failed)?;
         let deployment = deployment_config(&req.deployment_json, spec_dir)?;
+        converge::remember_deployment(spec_dir, &req.deployment_json);
         let (project, env) = req.target();
         let vars = self
             .secret_vars(store, &state, project, env, &req.secrets)

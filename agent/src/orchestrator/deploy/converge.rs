@@ -5,7 +5,7 @@
 //! health-gated for web services), one at a time with deploys.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,6 +85,25 @@ impl Progress for Logged<'_> {
     }
 }
 
+/// Keeps a deploy's valid `deployment_config.json` as this leader's last
+/// applied one, so that a recovery it runs later (e.g. after it became the
+/// leader by a failover, without an `apply`) can place the services.
+/// Best effort: a failure is logged.
+pub(super) fn remember_deployment(spec_dir: &Path, text: &str) {
+    if text.trim().is_empty() {
+        return;
+    }
+    let written = std::fs::create_dir_all(spec_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            crate::spec::write_atomic(&spec_dir.join("deployment_config.json"), text.as_bytes())
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        tracing::warn!(dir = %spec_dir.display(), %e, "cannot keep the deployment config");
+    }
+}
+
 fn describe(p: &Planned) -> String {
     format!("{}/{}/{} {}", p.project, p.env, p.service, p.tag)
 }
@@ -97,7 +116,7 @@ impl LeaderDeploys {
         &self,
         store: &dyn StateStore,
         droplet: &str,
-        spec_dir: &std::path::Path,
+        spec_dir: &Path,
     ) -> Result<Converged, ControlError> {
         let _one = self.one_at_a_time.lock().await;
         let state = store.read().await.map_err(failed)?;
