@@ -90,6 +90,7 @@ fn healer(
             join_timeout: Duration::from_secs(20),
             skew: Duration::from_secs(30),
         },
+        placer: None,
     })
 }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::balancer::{Balancer, BalancerSettings};
 use super::{
     ClusterIdentity, DeploySettings, Healer, LeaderDeploys, MembershipJoins, NodeRuntime,
-    OrchestratorHandler, Waits,
+    OrchestratorHandler, ServicePlacer, Waits,
 };
 use crate::bootstrap::{api_token_path, ca_key_path};
 use crate::config::AgentConfig;
@@ -219,6 +219,10 @@ pub async fn run_agent(
         identity: setup.identity.clone(),
         policy: setup.policy.clone(),
         timing: setup.timing.clone(),
+        placer: Some(Arc::new(ServicePlacer {
+            deploys: deploys.clone(),
+            spec_dir: spec_dir.clone(),
+        })),
     });
     // Leader-side owners: each acts only while this agent leads; all are
     // stopped and joined before the notification fan-out they feed.

@@ -8,6 +8,8 @@
 //! secrets sealed in the state ([`SecretsKey`]). One deploy runs at a
 //! time, holding the balancer's lock so no re-render interleaves.
 
+mod converge;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,12 +25,15 @@ use crate::deploy::pipeline::{DeployRequest, Droplet, Pipeline, PipelineConfig, 
 use crate::deploy::sealed::SecretsKey;
 use crate::deploy::secrets::candidate_vars;
 use crate::deploy::state_log::StateReleaseLog;
+use crate::lb::Nginx;
 use crate::orchestrator::StateStore;
 use crate::orchestrator::balancer::{Balancer, RunningContainers};
 use crate::orchestrator::running_containers;
 use crate::runtime::{ContainerInfo, DEFAULT_SECRETS_ROOT, DockerRuntime};
 use crate::spec::{DeploymentConfig, parse_deployment};
 use crate::state::{ClusterState, Command, release_key};
+
+pub use converge::{Converged, PlaceServices, ServicePlacer};
 
 /// Where the leader's deploys run.
 #[derive(Debug, Clone)]
@@ -145,6 +150,25 @@ impl LeaderDeploys {
         self.run_locked(store, req, spec_dir, progress, true).await
     }
 
+    /// The leader's nginx: the running one, else started now with the
+    /// routes of the state's live releases (the watcher may not have yet).
+    async fn lb(
+        &self,
+        store: &dyn StateStore,
+        state: &ClusterState,
+        droplets: &BTreeMap<String, Droplet>,
+    ) -> Result<Arc<Nginx>, ControlError> {
+        if let Some(lb) = self.balancer.current() {
+            return Ok(lb);
+        }
+        let running = listed(droplets).await.map_err(failed)?;
+        let routes = super::lb_routes::routes(state, &running);
+        self.balancer
+            .converge(store, state, routes)
+            .await
+            .map_err(|e| failed(format!("starting the load balancer: {e}")))
+    }
+
     /// [`LeaderDeploys::run`] with the balancer's lock held by the caller;
     /// `record`: the start and end are recorded in the state (`deploys`).
     pub(super) async fn run_locked(
@@ -157,23 +181,14 @@ impl LeaderDeploys {
     ) -> Result<Outcome, ControlError> {
         let state = store.read().await.map_err(failed)?;
         let (deployment, deployment_text) = deployment_config(&req.deployment_json, spec_dir)?;
+        converge::remember_deployment(spec_dir, &req.deployment_json);
         let (project, env) = req.target();
         let vars = self
             .secret_vars(store, &state, project, env, &req.secrets)
             .await?;
         let engine = self.engine().await?;
         let droplets = droplets(&state, &self.settings);
-        let lb = match self.balancer.current() {
-            Some(lb) => lb,
-            None => {
-                let running = listed(&droplets).await.map_err(failed)?;
-                let routes = super::lb_routes::routes(&state, &running);
-                self.balancer
-                    .converge(store, &state, routes)
-                    .await
-                    .map_err(|e| failed(format!("starting the load balancer: {e}")))?
-            }
-        };
+        let lb = self.lb(store, &state, &droplets).await?;
         let releases = StateReleaseLog { store };
         let steps = Steps(progress);
         let pipeline = Pipeline {

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::deploy::PlaceServices;
 use super::saga_store::{StateEffects, StateSagaLog};
 use super::{ClusterIdentity, OrchestrateError, StateStore, cluster_tag};
 use crate::bootstrap::{NodeBootstrap, NodeParams};
@@ -34,6 +35,8 @@ pub struct Healer {
     pub identity: Arc<ClusterIdentity>,
     pub policy: RecoveryPolicy,
     pub timing: SagaTiming,
+    /// Places a recovered droplet's services (the leader's deploys).
+    pub placer: Option<Arc<dyn PlaceServices>>,
 }
 
 /// How often the leader checks the snapshot schedule.
@@ -274,6 +277,7 @@ impl Healer {
         };
         let effects = StateEffects {
             store: Arc::clone(&self.store),
+            placer: self.placer.clone(),
         };
         let ctx = SagaCtx {
             provider: self.provider.as_ref(),

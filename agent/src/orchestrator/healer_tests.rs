@@ -113,6 +113,7 @@ fn healer(f: &Fixture, policy: RecoveryPolicy) -> Arc<Healer> {
             join_timeout: Duration::from_secs(20),
             skew: Duration::from_secs(30),
         },
+        placer: None,
     })
 }
 

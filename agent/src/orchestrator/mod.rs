@@ -18,6 +18,7 @@ mod interrupted;
 mod joins;
 mod lb_routes;
 mod manual;
+mod placement;
 mod running;
 mod saga_store;
 mod store;
@@ -26,6 +27,8 @@ mod store;
 mod apply_tests;
 #[cfg(test)]
 mod healer_tests;
+#[cfg(test)]
+mod placement_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,11 +36,14 @@ use std::time::Duration;
 pub use agent::{DEFAULT_BASE_IMAGE, LeaderSetup, SetupError, run_agent};
 pub use apply::{ApplyDeps, ApplyReport, apply_spec};
 pub use balancer::{Balancer, BalancerError, BalancerSettings, RunningContainers};
-pub use deploy::{DeploySettings, LeaderDeploys, droplets};
+pub use deploy::{
+    Converged, DeploySettings, LeaderDeploys, PlaceServices, ServicePlacer, droplets,
+};
 pub use handler::{NodeRuntime, OrchestratorHandler};
 pub use healer::{Healer, SagaResult};
 pub use interrupted::{Interrupted, interrupted};
 pub use joins::{MembershipJoins, has_joined};
+pub use placement::{Action as PlacementAction, Planned, plan_droplet};
 pub use running::{Running, running_containers};
 pub use saga_store::{StateEffects, StateSagaLog, phase_of};
 pub use store::{MemoryStore, StateStore, StoreError};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::StateStore;
+use super::deploy::PlaceServices;
 use crate::recovery::{
     ClusterEffects, EffectError, Progress as StepProgress, SagaLog, SagaLogError, SagaRecord,
     SourceImage, Step,
@@ -113,8 +114,11 @@ impl SagaLog for StateSagaLog {
 /// The saga's effects as audit events of the state: load-balancer targets
 /// follow the droplet records (a recovering droplet is not a target; it is
 /// again once its recovery is `done`), which the saga log's phases update.
+/// Services are placed by `placer` (the leader's deploys: the droplet is
+/// converged to the live releases); without one, only recorded.
 pub struct StateEffects {
     pub store: Arc<dyn StateStore>,
+    pub placer: Option<Arc<dyn PlaceServices>>,
 }
 
 impl StateEffects {
@@ -155,8 +159,18 @@ impl ClusterEffects for StateEffects {
         } else {
             "restored from snapshot"
         };
+        let placed = match &self.placer {
+            Some(placer) => {
+                let done = placer
+                    .place(self.store.as_ref(), droplet)
+                    .await
+                    .map_err(|e| EffectError(format!("placing the services of {droplet}: {e}")))?;
+                format!(" at the live releases: {done}")
+            }
+            None => String::new(),
+        };
         self.event(format!(
-            "services of {droplet} generation {generation} {how}"
+            "services of {droplet} generation {generation} {how}{placed}"
         ))
         .await
     }

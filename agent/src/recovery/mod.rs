@@ -5,7 +5,8 @@
 //!
 //! I/O sits behind small traits: [`SagaLog`] (later backed by Raft),
 //! [`JoinWatcher`] (later backed by gossip), [`ClusterEffects`] (load-balancer
-//! targets and placements in the replicated state), [`Notifier`] and [`Clock`].
+//! targets in the replicated state; the placement of the droplet's services
+//! at the live releases, by the leader's deploys), [`Notifier`] and [`Clock`].
 
 mod executor;
 mod maintenance;
@@ -92,7 +93,10 @@ pub trait ClusterEffects: Send + Sync {
     /// replacement (restored from a snapshot, with an older Raft log) joins
     /// as a new member.
     async fn forget_incarnation(&self, droplet: &str) -> Result<(), EffectError>;
-    /// Places the droplet's services on it again (`redeploy`: built from the base image).
+    /// Places the droplet's services on it again (`redeploy`: built from the
+    /// base image): a running container of the live release's tag for every
+    /// service placed on it, started where missing. Idempotent (nothing to
+    /// do when they run); an error leaves no half-started container.
     async fn place_services(
         &self,
         droplet: &str,

@@ -61,7 +61,7 @@ pub enum Step {
     Replace,
     /// d. Wait until the droplet is active and its agent has joined.
     AwaitJoin,
-    /// e. Place its services on it again.
+    /// e. Place its services on it again, at the live releases.
     Place,
     /// f. Put it back in the load-balancer targets.
     Route,

@@ -129,7 +129,7 @@ impl Pipeline<'_> {
     }
 
     /// Loads each image where it is missing (save from the builder, load).
-    async fn deliver(
+    pub(super) async fn deliver(
         &self,
         rec: &ReleaseRecord,
         placed: &[(&str, &ServiceSpec, &ServiceState)],
@@ -163,7 +163,7 @@ impl Pipeline<'_> {
     }
 
     /// Rolls one service out on one droplet.
-    async fn roll_one(
+    pub(super) async fn roll_one(
         &self,
         d: &Droplet,
         rec: &ReleaseRecord,

@@ -14,6 +14,7 @@
 //! label and publish their host port on the droplet's own address.
 
 mod balancer;
+mod converge;
 mod droplet;
 
 use std::collections::BTreeMap;
@@ -75,6 +76,15 @@ pub enum PipelineError {
     UnknownProject(String),
     #[error("{project}/{env}: no service of the topology is placed (run orchestrate first)")]
     NotPlaced { project: String, env: String },
+    #[error(
+        "{project}/{env}: service `{service}` is not placed on {droplet} (deployment_config.json or the topology changed)"
+    )]
+    NotPlacedOn {
+        project: String,
+        env: String,
+        service: String,
+        droplet: String,
+    },
     #[error("droplet `{0}` of the topology has no address/runtime")]
     UnknownDroplet(String),
     #[error("{0}")]
