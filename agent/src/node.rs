@@ -287,7 +287,7 @@ pub async fn start(
             loader: Arc::new(EngineLoader::default()),
         }))
         .add_service(
-            RaftService::new(consensus.raft().clone())
+            RaftService::new(&consensus)
                 .with_fault(deps.fault.clone())
                 .into_server(),
         );
