@@ -305,7 +305,7 @@ pub async fn start(
             engine,
         }))
         .add_service(
-            RaftService::new(consensus.raft().clone())
+            RaftService::new(&consensus)
                 .with_fault(deps.fault.clone())
                 .into_server(),
         );

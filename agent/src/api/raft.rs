@@ -1,24 +1,32 @@
 //! The gRPC `Raft` service: decodes openraft RPCs from `RaftMessage`,
-//! hands them to the local Raft node, and encodes the result.
+//! hands them to the local Raft node, and encodes the result. Accepted
+//! `AppendEntries` and granted votes count as contact with a leader for the
+//! election driver ([`ElectionClock`]).
 
 use infra_proto::v1::RaftMessage;
 use infra_proto::v1::raft_server::{Raft as RaftRpc, RaftServer};
 use tonic::{Request, Response, Status};
 
-use crate::consensus::{Raft, wire};
+use std::sync::Arc;
+
+use openraft::raft::AppendEntriesResponse;
+
+use crate::consensus::{Consensus, ElectionClock, Raft, wire};
 use crate::fault::FaultSwitch;
 
 /// Serves Raft RPCs from peers for the local node.
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
+    clock: Arc<ElectionClock>,
     fault: FaultSwitch,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft) -> Self {
+    pub fn new(consensus: &Consensus) -> Self {
         Self {
-            raft,
+            raft: consensus.raft().clone(),
+            clock: consensus.election_clock(),
             fault: FaultSwitch::default(),
         }
     }
@@ -59,6 +67,9 @@ impl RaftRpc for RaftService {
         self.admit().await?;
         let rpc = decode(&request)?;
         let result = self.raft.append_entries(rpc).await;
+        if matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.clock.contact();
+        }
         Ok(Response::new(wire::encode(&result)))
     }
 
@@ -66,6 +77,9 @@ impl RaftRpc for RaftService {
         self.admit().await?;
         let rpc = decode(&request)?;
         let result = self.raft.vote(rpc).await;
+        if matches!(&result, Ok(r) if r.vote_granted) {
+            self.clock.contact();
+        }
         Ok(Response::new(wire::encode(&result)))
     }
 

@@ -6,7 +6,7 @@
 //! 1. `Consensus::start(NodeInfo::new(name, advertised_addr), data_dir,
 //!    &config, channels, token.child_token())`, where `channels` builds
 //!    (mTLS) channels to peers ([`ChannelFactory`]);
-//! 2. serve `api::raft::RaftService::new(consensus.raft().clone()).into_server()`
+//! 2. serve `api::raft::RaftService::new(&consensus).into_server()`
 //!    on the agent's gRPC server (the Raft service must only be reachable
 //!    by cluster members: it trusts its callers);
 //! 3. the first agent calls `bootstrap()`; the leader adds each new agent
@@ -21,6 +21,7 @@
 //! `raft-snapshot` (see `log_store` and `state_machine`).
 
 mod config;
+pub mod election;
 pub mod frame;
 pub mod log_store;
 pub mod network;
@@ -39,6 +40,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ConsensusConfig;
+pub use election::{ElectionClock, ElectionTiming};
 pub use log_store::{LogLoadError, LogStore};
 pub use network::{ChannelError, ChannelFactory, Network, PlainChannels};
 pub use state_machine::{Shared, StateMachineStore};
@@ -145,6 +147,8 @@ struct Inner {
     info: NodeInfo,
     raft: Raft,
     shared: Arc<Shared>,
+    /// Leader contacts and the election switch, for the election driver.
+    elections: Arc<ElectionClock>,
     task: Mutex<Option<JoinHandle<()>>>,
     /// Becomes true once Raft has shut down.
     done: watch::Receiver<bool>,
@@ -175,8 +179,14 @@ impl Consensus {
         let _ = metrics_slot.set(raft.metrics());
         let stopper = raft.clone();
         let (done_tx, done) = watch::channel(false);
+        let elections = Arc::new(ElectionClock::default());
+        let driver = election::drive(raft.clone(), elections.clone(), config.election_timing());
         let task = tokio::spawn(async move {
-            shutdown.cancelled().await;
+            // The election driver runs until shutdown (or Raft stopped).
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = driver => shutdown.cancelled().await,
+            }
             if let Err(e) = stopper.shutdown().await {
                 tracing::warn!("raft shutdown: {e}");
             }
@@ -187,6 +197,7 @@ impl Consensus {
                 info,
                 raft,
                 shared,
+                elections,
                 task: Mutex::new(Some(task)),
                 done,
             }),
@@ -238,7 +249,12 @@ impl Consensus {
 
     /// Lets this node stand for leader (or not) when its leader times out.
     pub fn allow_elections(&self, allow: bool) {
-        self.inner.raft.runtime_config().elect(allow);
+        self.inner.elections.allow(allow);
+    }
+
+    /// Where the Raft service records contacts with a leader.
+    pub fn election_clock(&self) -> Arc<ElectionClock> {
+        self.inner.elections.clone()
     }
 
     /// Initializes a one-node cluster made of this node. Returns `false`

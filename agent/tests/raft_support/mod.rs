@@ -162,7 +162,7 @@ impl Cluster {
         .await
         .unwrap();
         let listener = bind_retry(&info.addr).await;
-        let service = RaftService::new(consensus.raft().clone()).into_server();
+        let service = RaftService::new(&consensus).into_server();
         let stop = token.clone();
         let server = tokio::spawn(async move {
             tonic::transport::Server::builder()

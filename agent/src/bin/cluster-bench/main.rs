@@ -12,13 +12,19 @@
 //!   health calls (probes, indirect probes, votes) and Raft RPCs.
 //! - `soak`: one agent (round robin) SIGSTOPped for 1 s every
 //!   `--freeze-every-secs`; counts failures committed (expected 0).
-//! - `lossy-soak`: the same with in-process agents (real gRPC, gossip and
-//!   Raft over loopback), `--loss` of every gossip datagram and outgoing RPC
-//!   lost at random, and the 1 s freezes done with the fault switch.
+//! - `lossy-soak`: the soak under packet loss. With `--netns-loss PCT`
+//!   (root): real agent processes in a private network namespace whose
+//!   loopback drops PCT % of all packets at random (nftables, see
+//!   `netns`), the freezes by SIGSTOP as in `soak`. Without it: in-process
+//!   agents (real gRPC, gossip and Raft over loopback), `--loss` of every
+//!   gossip datagram and outgoing RPC lost at random by the fault switch,
+//!   which also does the 1 s freezes.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod netns;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
@@ -57,9 +63,13 @@ struct Args {
     freeze_every_secs: u64,
     #[arg(long, default_value_t = 1000)]
     freeze_ms: u64,
-    /// Share of messages lost in `lossy-soak`.
+    /// Share of messages lost in `lossy-soak` (in-process fault switch).
     #[arg(long, default_value_t = 0.05)]
     loss: f64,
+    /// `lossy-soak` with real packet loss: agent processes in a private
+    /// network namespace dropping this percentage of packets (needs root).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..100))]
+    netns_loss: Option<u32>,
     /// The infra-agent binary (default: next to this one).
     #[arg(long)]
     binary: Option<PathBuf>,
@@ -421,6 +431,7 @@ async fn soak(args: &Args, b: &mut Bench) -> anyhow::Result<()> {
     let end = Instant::now() + Duration::from_secs(args.soak_secs);
     let mut freezes = 0;
     let mut failed = BTreeSet::new();
+    let mut confirmed = BTreeSet::new();
     let mut next_freeze = Instant::now() + Duration::from_secs(args.freeze_every_secs);
     while Instant::now() < end {
         if Instant::now() >= next_freeze {
@@ -438,27 +449,49 @@ async fn soak(args: &Args, b: &mut Bench) -> anyhow::Result<()> {
                         failed.insert(n.to_string());
                     }
                 }
+                for c in s["confirmed_failures"].as_array().into_iter().flatten() {
+                    if let Some(n) = c["target"].as_str() {
+                        confirmed.insert(n.to_string());
+                    }
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!(
-        "soak {} s, N={}: {freezes} freezes of {} ms, failures committed: {} {:?}",
+        "soak {} s, N={}: {freezes} freezes of {} ms, failures committed: {} {:?}, \
+         confirmed by any aggregator: {} {:?}",
         args.soak_secs,
         args.agents,
         args.freeze_ms,
         failed.len(),
-        failed
+        failed,
+        confirmed.len(),
+        confirmed
     );
     Ok(())
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.agents < 3 {
         bail!("--agents must be at least 3");
     }
+    if args.netns_loss.is_some() {
+        if !matches!(args.mode, Mode::LossySoak) {
+            bail!("--netns-loss goes with --mode lossy-soak");
+        }
+        // Before any thread exists: they all inherit the namespace.
+        netns::enter()?;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let binary = match &args.binary {
         Some(b) => b.clone(),
         None => std::env::current_exe()?
@@ -472,8 +505,24 @@ async fn main() -> anyhow::Result<()> {
         Mode::Failover => failover(&args, &mut one().await?).await,
         Mode::Footprint => footprint(&args, &mut one().await?).await,
         Mode::Soak => soak(&args, &mut one().await?).await,
-        Mode::LossySoak => lossy_soak(&args).await,
+        Mode::LossySoak => match args.netns_loss {
+            Some(pct) => netns_soak(&args, &mut one().await?, pct).await,
+            None => lossy_soak(&args).await,
+        },
     }
+}
+
+/// `soak` in the private namespace, once the cluster has settled without
+/// loss: turns the loss on, checks the rate with UDP datagrams, then soaks.
+async fn netns_soak(args: &Args, b: &mut Bench, pct: u32) -> anyhow::Result<()> {
+    netns::set_loss(pct)?;
+    let (sent, received) = tokio::task::spawn_blocking(|| netns::measure_loss(4000)).await??;
+    println!(
+        "netns loss {pct}% (nftables, private namespace): {sent} UDP datagrams sent, \
+         {received} received, {:.2}% lost",
+        100.0 * (sent - received) as f64 / sent as f64
+    );
+    soak(args, b).await
 }
 
 /// In-process agents sharing a fresh CA; `--loss` on every link, one agent
