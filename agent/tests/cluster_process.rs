@@ -82,9 +82,9 @@ async fn real_processes_freeze_kill_and_leave() {
     )
     .await;
 
-    // Every agent counts its gossip and probe bytes; whoever leads, some
-    // agent has sent Raft heartbeats.
-    let mut raft_sent = 0;
+    // Every agent counts its gossip and probe bytes; once a leader is
+    // elected (elections are staggered: it may not be yet), some agent has
+    // sent Raft heartbeats.
     for i in all {
         let s = cluster.status(i).await.unwrap();
         let t = &s["traffic"];
@@ -93,9 +93,20 @@ async fn real_processes_freeze_kill_and_leave() {
                 assert!(t[class][dir].as_u64() > Some(0), "n{i} {class} {dir}: {t}");
             }
         }
-        raft_sent += t["raft"]["sent"].as_u64().unwrap_or(0);
     }
-    assert!(raft_sent > 0, "no Raft bytes counted");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut raft_sent = 0;
+        for i in all {
+            let s = cluster.status(i).await.unwrap();
+            raft_sent += s["traffic"]["raft"]["sent"].as_u64().unwrap_or(0);
+        }
+        if raft_sent > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Raft bytes counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // SIGSTOP n1 for 1 s: suspected, never confirmed.
     cluster.signal(1, "STOP").unwrap();
