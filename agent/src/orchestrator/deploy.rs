@@ -150,6 +150,19 @@ impl LeaderDeploys {
         self.run_locked(store, req, spec_dir, progress, true).await
     }
 
+    /// How the leader's pipeline rolls out (deploys and recoveries alike).
+    fn pipeline_config(&self) -> PipelineConfig {
+        PipelineConfig {
+            cutover: CutoverConfig {
+                drain: Duration::from_secs(1),
+                poll_interval: Duration::from_millis(200),
+                ..CutoverConfig::default()
+            },
+            work_dir: self.settings.data_dir.join("deploy"),
+            ..PipelineConfig::default()
+        }
+    }
+
     /// The leader's nginx: the running one, else started now with the
     /// routes of the state's live releases (the watcher may not have yet).
     async fn lb(
@@ -202,15 +215,7 @@ impl LeaderDeploys {
                 timeout: Duration::from_secs(2),
             },
             progress: &steps,
-            config: PipelineConfig {
-                cutover: CutoverConfig {
-                    drain: Duration::from_secs(1),
-                    poll_interval: Duration::from_millis(200),
-                    ..CutoverConfig::default()
-                },
-                work_dir: self.settings.data_dir.join("deploy"),
-                ..PipelineConfig::default()
-            },
+            config: self.pipeline_config(),
         };
         if record {
             store

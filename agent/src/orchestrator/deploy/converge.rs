@@ -13,8 +13,8 @@ use async_trait::async_trait;
 
 use super::{LeaderDeploys, deployment_config, droplets, failed};
 use crate::api::handler::ControlError;
-use crate::deploy::cutover::{CutoverConfig, HttpProbe};
-use crate::deploy::pipeline::{LABEL_DROPLET, Pipeline, PipelineConfig, Progress};
+use crate::deploy::cutover::HttpProbe;
+use crate::deploy::pipeline::{LABEL_DROPLET, Pipeline, Progress};
 use crate::deploy::release_log::ReleaseRecord;
 use crate::deploy::state_log::StateReleaseLog;
 use crate::orchestrator::StateStore;
@@ -163,15 +163,7 @@ impl LeaderDeploys {
                 timeout: Duration::from_secs(2),
             },
             progress: &Logged(droplet),
-            config: PipelineConfig {
-                cutover: CutoverConfig {
-                    drain: Duration::from_secs(1),
-                    poll_interval: Duration::from_millis(200),
-                    ..CutoverConfig::default()
-                },
-                work_dir: self.settings.data_dir.join("deploy"),
-                ..PipelineConfig::default()
-            },
+            config: self.pipeline_config(),
         };
         for ((project, env), services) in todo {
             let tag = &services[0].tag;
