@@ -253,7 +253,9 @@ async fn a_notice_is_texted_to_every_number_through_twilios_api() {
     let stop = CancellationToken::new();
     let twilio = Twilio::default();
     let (base, server) = start_twilio(twilio.clone(), stop.clone()).await;
-    let sms = SmsNotifier::new(&sms_config(), Secret::new(TOKEN), Some(&base)).unwrap();
+    let config = sms_config();
+    let twilio_config = config.twilio_in("sms_config.json").unwrap();
+    let sms = SmsNotifier::new(twilio_config, &config.to, Secret::new(TOKEN), Some(&base)).unwrap();
     assert!(!format!("{sms:?}").contains(TOKEN));
     let channels: Vec<Arc<dyn Channel>> = vec![Arc::new(sms)];
     let (fanout, task) = Fanout::start(channels, quick_retry(), "[infra]".into(), stop.clone());
@@ -287,7 +289,8 @@ async fn a_failing_twilio_is_retried_with_backoff() {
     let (base, server) = start_twilio(twilio.clone(), stop.clone()).await;
     let mut config = sms_config();
     config.to.truncate(1);
-    let sms = SmsNotifier::new(&config, Secret::new(TOKEN), Some(&base)).unwrap();
+    let twilio_config = config.twilio_in("sms_config.json").unwrap();
+    let sms = SmsNotifier::new(twilio_config, &config.to, Secret::new(TOKEN), Some(&base)).unwrap();
     let err = sms
         .send(&Message {
             subject: "s".into(),

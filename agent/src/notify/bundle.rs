@@ -68,9 +68,8 @@ impl NotifyBundle {
             let config = SmsConfig::parse(&file, &text)?;
             if config.enabled {
                 let token = config.auth_token(&file, &lookup)?;
-                bundle
-                    .secrets
-                    .insert(config.twilio.auth_token_env.clone(), token);
+                let var = config.twilio_in(&file)?.auth_token_env.clone();
+                bundle.secrets.insert(var, token);
             }
             bundle.sms_json = Some(text);
         }

@@ -1,15 +1,18 @@
-//! Typed, versioned parsing of `email_config.json` and `sms_config.json`:
-//! every error names the file, the field and the offending value; secrets
-//! are never in the files (only the names of the variables holding them).
+//! Loading `email_config.json` and `sms_config.json` for sending. The file
+//! model and its checks are [`crate::spec::notify_config`] (the same ones
+//! `infractl validate` runs); this adds errors that name the file, the
+//! checks sending needs beyond them, and the secrets the `*_env` fields
+//! name (never in the files themselves).
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::provider::Secret;
+pub use crate::spec::notify_config::{
+    EmailConfig, NOTIFY_CONFIG_VERSION, SmsConfig, SmsProvider, SmtpConfig, TlsMode, TwilioConfig,
+};
+use crate::spec::notify_config::{check_email, check_sms};
+use crate::spec::validate::Issue;
 
-/// The config format version both files carry.
-pub const NOTIFY_CONFIG_VERSION: u32 = 1;
 /// File name of the e-mail config.
 pub const EMAIL_CONFIG_FILE: &str = "email_config.json";
 /// File name of the SMS config.
@@ -41,78 +44,6 @@ pub enum ConfigError {
     },
 }
 
-/// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsMode {
-    /// Plain connection upgraded with STARTTLS (required).
-    Starttls,
-    /// TLS from the first byte (SMTPS, usually port 465).
-    Tls,
-    /// No encryption (loopback relays and tests only).
-    None,
-}
-
-/// The `smtp` object of `email_config.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpConfig {
-    pub host: String,
-    pub port: u16,
-    pub tls: TlsMode,
-    /// Login name; no authentication when absent.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Name of the environment variable holding the password.
-    #[serde(default)]
-    pub password_env: Option<String>,
-}
-
-/// `email_config.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    pub version: u32,
-    pub enabled: bool,
-    pub smtp: SmtpConfig,
-    /// `Name <address>` or a bare address.
-    pub from: String,
-    pub to: Vec<String>,
-    #[serde(default)]
-    pub subject_prefix: String,
-    /// Minutes between heartbeat e-mails; 0 turns them off.
-    #[serde(default)]
-    pub heartbeat_interval_minutes: u64,
-}
-
-/// The `twilio` object of `sms_config.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TwilioConfig {
-    pub account_sid: String,
-    pub from: String,
-    /// Name of the environment variable holding the auth token.
-    pub auth_token_env: String,
-}
-
-/// The SMS providers supported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmsProvider {
-    Twilio,
-}
-
-/// `sms_config.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmsConfig {
-    pub version: u32,
-    pub enabled: bool,
-    pub provider: SmsProvider,
-    pub twilio: TwilioConfig,
-    pub to: Vec<String>,
-}
-
 fn parse<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -134,90 +65,41 @@ fn invalid(file: &str, field: &str, value: &str, expected: &str) -> ConfigError 
     }
 }
 
-fn check_version(file: &str, version: u32) -> Result<(), ConfigError> {
-    if version == NOTIFY_CONFIG_VERSION {
-        return Ok(());
+/// The first issue the spec's checks found, as this file's error.
+fn first_issue(file: &str, issues: Vec<Issue>) -> Result<(), ConfigError> {
+    match issues.into_iter().next() {
+        None => Ok(()),
+        Some(i) => Err(ConfigError::Invalid {
+            file: file.into(),
+            field: i.path,
+            value: i.value,
+            expected: i.rule,
+        }),
     }
-    Err(invalid(
-        file,
-        "version",
-        &version.to_string(),
-        &format!("expected {NOTIFY_CONFIG_VERSION}"),
-    ))
 }
 
-fn check_env_name(file: &str, field: &str, name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        return Ok(());
-    }
-    Err(invalid(
-        file,
-        field,
-        name,
-        "expected an environment variable name (A-Z, 0-9, _)",
-    ))
-}
-
-/// Whether `s` is an e-mail address or `Name <address>` lettre accepts.
+/// Whether lettre accepts `s` as a mailbox (`Name <address>` or an address).
 fn is_mailbox(s: &str) -> bool {
     s.parse::<lettre::message::Mailbox>().is_ok()
-}
-
-/// E.164: `+` then 8 to 15 digits.
-fn is_e164(s: &str) -> bool {
-    let digits = s.strip_prefix('+').unwrap_or("");
-    (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit())
 }
 
 impl EmailConfig {
     /// Parses and checks the text of `file`.
     pub fn parse(file: &str, text: &str) -> Result<EmailConfig, ConfigError> {
         let c: EmailConfig = parse(file, text)?;
-        check_version(file, c.version)?;
-        if c.smtp.host.trim().is_empty() {
-            return Err(invalid(
-                file,
-                "smtp.host",
-                &c.smtp.host,
-                "expected a host name",
-            ));
-        }
-        if c.smtp.port == 0 {
-            return Err(invalid(file, "smtp.port", "0", "expected a port 1-65535"));
-        }
-        if let Some(name) = &c.smtp.password_env {
-            check_env_name(file, "smtp.password_env", name)?;
-            if c.smtp.username.is_none() {
+        first_issue(file, check_email(&c))?;
+        let addresses = std::iter::once(("from".to_string(), &c.from)).chain(
+            c.to.iter()
+                .enumerate()
+                .map(|(i, a)| (format!("to[{i}]"), a)),
+        );
+        for (field, address) in addresses {
+            if !is_mailbox(address) {
                 return Err(invalid(
                     file,
-                    "smtp.username",
-                    "null",
-                    "expected a login name when smtp.password_env is set",
-                ));
-            }
-        }
-        if !is_mailbox(&c.from) {
-            return Err(invalid(
-                file,
-                "from",
-                &c.from,
-                "expected `Name <address>` or an address",
-            ));
-        }
-        if c.enabled && c.to.is_empty() {
-            return Err(invalid(file, "to", "[]", "expected at least one address"));
-        }
-        for (i, to) in c.to.iter().enumerate() {
-            if !is_mailbox(to) {
-                return Err(invalid(
-                    file,
-                    &format!("to[{i}]"),
-                    to,
-                    "expected an e-mail address",
+                    &field,
+                    address,
+                    "expected an address the mailer accepts",
                 ));
             }
         }
@@ -245,11 +127,11 @@ impl EmailConfig {
 }
 
 impl SmsConfig {
-    /// Parses and checks the text of `file`.
+    /// Parses and checks the text of `file`: only Twilio sends today.
     pub fn parse(file: &str, text: &str) -> Result<SmsConfig, ConfigError> {
         let c: SmsConfig = parse(file, text)?;
-        check_version(file, c.version)?;
-        let sid = &c.twilio.account_sid;
+        first_issue(file, check_sms(&c))?;
+        let sid = &c.twilio_in(file)?.account_sid;
         if !(sid.starts_with("AC")
             && sid.len() == 34
             && sid[2..].chars().all(|c| c.is_ascii_alphanumeric()))
@@ -261,29 +143,20 @@ impl SmsConfig {
                 "expected `AC` followed by 32 letters or digits",
             ));
         }
-        if !is_e164(&c.twilio.from) {
-            return Err(invalid(
-                file,
-                "twilio.from",
-                &c.twilio.from,
-                "expected an E.164 number (+ and 8-15 digits)",
-            ));
-        }
-        check_env_name(file, "twilio.auth_token_env", &c.twilio.auth_token_env)?;
-        if c.enabled && c.to.is_empty() {
-            return Err(invalid(file, "to", "[]", "expected at least one number"));
-        }
-        for (i, to) in c.to.iter().enumerate() {
-            if !is_e164(to) {
-                return Err(invalid(
-                    file,
-                    &format!("to[{i}]"),
-                    to,
-                    "expected an E.164 number (+ and 8-15 digits)",
-                ));
-            }
-        }
         Ok(c)
+    }
+
+    /// The Twilio settings; an error for another provider.
+    pub fn twilio_in(&self, file: &str) -> Result<&TwilioConfig, ConfigError> {
+        match (&self.provider, &self.twilio) {
+            (SmsProvider::Twilio, Some(t)) => Ok(t),
+            _ => Err(invalid(
+                file,
+                "provider",
+                &format!("{:?}", self.provider).to_lowercase(),
+                "SMS are sent through `twilio` (with a `twilio` section) only",
+            )),
+        }
     }
 
     /// Reads and parses the file at `path`.
@@ -298,12 +171,8 @@ impl SmsConfig {
         file: &str,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Secret, ConfigError> {
-        resolve(
-            file,
-            "twilio.auth_token_env",
-            &self.twilio.auth_token_env,
-            lookup,
-        )
+        let var = &self.twilio_in(file)?.auth_token_env;
+        resolve(file, "twilio.auth_token_env", var, lookup)
     }
 }
 

@@ -74,8 +74,9 @@ impl NotifySetup {
                 let password = config.password(&file, &lookup)?;
                 channels.push(Arc::new(EmailNotifier::new(&config, password)?));
                 subject_prefix = config.subject_prefix.clone();
-                heartbeat = (config.heartbeat_interval_minutes > 0)
-                    .then(|| Duration::from_secs(config.heartbeat_interval_minutes * 60));
+                heartbeat = (config.heartbeat_interval_minutes > 0).then(|| {
+                    Duration::from_secs(u64::from(config.heartbeat_interval_minutes) * 60)
+                });
             }
         }
         if let Some(text) = &bundle.sms_json {
@@ -84,7 +85,13 @@ impl NotifySetup {
             if config.enabled {
                 let token = config.auth_token(&file, &lookup)?;
                 let base = lookup(TWILIO_BASE_URL_ENV);
-                channels.push(Arc::new(SmsNotifier::new(&config, token, base.as_deref())?));
+                let twilio = config.twilio_in(&file)?;
+                channels.push(Arc::new(SmsNotifier::new(
+                    twilio,
+                    &config.to,
+                    token,
+                    base.as_deref(),
+                )?));
             }
         }
         if channels.is_empty() {

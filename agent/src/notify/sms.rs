@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Channel, ChannelKind, Message, SendError, SmsConfig};
+use super::{Channel, ChannelKind, Message, SendError, TwilioConfig};
 use crate::provider::Secret;
 
 /// Twilio's API base URL.
@@ -47,12 +47,16 @@ impl SmsNotifier {
     /// The notifier of a checked config against `base` (default
     /// [`TWILIO_BASE_URL`]; tests use a loopback server).
     pub fn new(
-        config: &SmsConfig,
+        twilio: &TwilioConfig,
+        to: &[String],
         token: Secret,
         base: Option<&str>,
     ) -> Result<SmsNotifier, SendError> {
-        let base = base.unwrap_or(TWILIO_BASE_URL).trim_end_matches('/');
-        let sid = config.twilio.account_sid.clone();
+        let base = base
+            .or(twilio.api_base.as_deref())
+            .unwrap_or(TWILIO_BASE_URL)
+            .trim_end_matches('/');
+        let sid = twilio.account_sid.clone();
         let client = reqwest::Client::builder()
             .timeout(SMS_TIMEOUT)
             .build()
@@ -62,8 +66,8 @@ impl SmsNotifier {
             url: format!("{base}/2010-04-01/Accounts/{sid}/Messages.json"),
             sid,
             token,
-            from: config.twilio.from.clone(),
-            to: config.to.clone(),
+            from: twilio.from.clone(),
+            to: to.to_vec(),
         })
     }
 
