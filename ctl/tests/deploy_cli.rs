@@ -4,43 +4,16 @@
 //! the docker CLI, busybox-static and nginx (fails under CI=true without
 //! them, says why it skips otherwise). Everything is removed on drop.
 
+mod docker_env;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use docker_env::{available, git, remove_project};
 use serde_json::{Value, json};
-
-fn available() -> bool {
-    let docker = Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let ok = docker && Path::new("/bin/busybox").exists() && Path::new("/usr/sbin/nginx").exists();
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("Docker, busybox-static and nginx are required when CI=true");
-        }
-        eprintln!("SKIPPED: Docker, busybox-static or nginx is not available");
-    }
-    ok
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@infra.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Removes the project's containers and images and stops the nginx.
 struct Guard {
@@ -50,24 +23,7 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter"])
-            .arg(format!("label=infra.project={}", self.project))
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        for id in ids.split_whitespace() {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
-        }
-        let images = Command::new("docker")
-            .args(["images", "-q", "--filter"])
-            .arg(format!("label=infra.project={}", self.project))
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        for id in images.split_whitespace() {
-            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
-        }
+        remove_project(&self.project);
         let _ = Command::new("/usr/sbin/nginx")
             .arg("-p")
             .arg(&self.lb_prefix)

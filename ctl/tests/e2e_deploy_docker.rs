@@ -22,34 +22,20 @@
 //! Needs Docker, busybox-static and nginx: skips with a message without
 //! them, fails under CI=true.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod docker_env;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use docker_env::{available, body_is, docker, get, git, remove_project};
 use infra_sim::{Backing, ProcessBacking, Profile, Sim, SimConfig};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "e2e-deploy-token";
-
-fn available() -> bool {
-    let docker = Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let ok = docker && Path::new("/bin/busybox").exists() && Path::new("/usr/sbin/nginx").exists();
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("Docker, busybox-static and nginx are required when CI=true");
-        }
-        eprintln!("SKIPPED: Docker, busybox-static or nginx is not available");
-    }
-    ok
-}
 
 fn agent_binary() -> PathBuf {
     let agent = Path::new(env!("CARGO_BIN_EXE_infractl")).with_file_name("infra-agent");
@@ -59,26 +45,6 @@ fn agent_binary() -> PathBuf {
         agent.display()
     );
     agent
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@infra.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Removes the project's containers and images; stops the simulator (which
@@ -91,13 +57,7 @@ struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         self.stop.cancel();
-        let label = format!("label=infra.project={}", self.project);
-        for id in docker(&["ps", "-aq", "--filter", &label]).split_whitespace() {
-            let _ = docker(&["rm", "-f", id]);
-        }
-        for id in docker(&["images", "-q", "--filter", &label]).split_whitespace() {
-            let _ = docker(&["rmi", "-f", id]);
-        }
+        remove_project(&self.project);
     }
 }
 
@@ -106,21 +66,6 @@ struct Run {
     code: Option<i32>,
     stdout: String,
     stderr: String,
-}
-
-fn get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
-fn body_is(answer: &Option<String>, want: &str) -> bool {
-    answer
-        .as_ref()
-        .is_some_and(|a| a.starts_with("HTTP/1.1 200") && a.ends_with(want))
 }
 
 /// Checks that every container of `project` was started by the agent of

@@ -12,54 +12,19 @@
 //! them, fails under CI=true.
 
 mod cloud;
+mod docker_env;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use cloud::Cloud;
+use docker_env::{available, body_is, get, git, remove_project};
 use serde_json::{Value, json};
-
-fn available() -> bool {
-    let docker = Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let ok = docker && Path::new("/bin/busybox").exists() && Path::new("/usr/sbin/nginx").exists();
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("Docker, busybox-static and nginx are required when CI=true");
-        }
-        eprintln!("SKIPPED: Docker, busybox-static or nginx is not available");
-    }
-    ok
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@infra.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn docker_cli(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Removes the project's containers and images (also after a failure).
 struct Guard {
@@ -68,29 +33,8 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let label = format!("label=infra.project={}", self.project);
-        for id in docker_cli(&["ps", "-aq", "--filter", &label]).split_whitespace() {
-            let _ = docker_cli(&["rm", "-f", id]);
-        }
-        for id in docker_cli(&["images", "-q", "--filter", &label]).split_whitespace() {
-            let _ = docker_cli(&["rmi", "-f", id]);
-        }
+        remove_project(&self.project);
     }
-}
-
-fn get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
-fn body_is(answer: &Option<String>, want: &str) -> bool {
-    answer
-        .as_ref()
-        .is_some_and(|a| a.starts_with("HTTP/1.1 200") && a.ends_with(want))
 }
 
 /// The project's containers labelled with `droplet` (all states).
@@ -302,7 +246,7 @@ async fn a_recovered_droplet_runs_the_live_release_again() {
     let web = web.unwrap();
     let id = web.id.as_deref().unwrap();
     assert_eq!(
-        docker_cli(&["exec", id, "cat", "/run/secrets/api_key"]),
+        docker_env::docker(&["exec", id, "cat", "/run/secrets/api_key"]),
         secret,
         "the sealed secret, opened by the leader"
     );
