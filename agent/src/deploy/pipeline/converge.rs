@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use super::{Pipeline, PipelineError, placed_services};
 use crate::deploy::release_log::ReleaseRecord;
 use crate::deploy::resolve_secrets;
-use crate::spec::ServiceKind;
 use crate::topology::ServiceState;
 
 impl Pipeline<'_> {
@@ -55,16 +54,7 @@ impl Pipeline<'_> {
             );
         }
         let placed: Vec<_> = here.iter().map(|(n, s, st)| (*n, *s, st)).collect();
-        self.deliver(rec, &placed).await?;
-        let web: Vec<_> = placed
-            .iter()
-            .filter(|(_, s, _)| s.kind == ServiceKind::Web)
-            .map(|(name, _, _)| (project.to_string(), env.to_string(), name.to_string()))
-            .collect();
-        self.lb
-            .ensure_routes(&web)
-            .await
-            .map_err(PipelineError::Lb)?;
+        self.deliver_and_route(rec, &placed).await?;
         let mut out = Vec::new();
         for (service, spec, st) in &placed {
             out.push(

@@ -36,16 +36,7 @@ impl Pipeline<'_> {
                 resolve_secrets(project, env, &spec.secrets, vars)?,
             );
         }
-        self.deliver(rec, &placed).await?;
-        let web: Vec<_> = placed
-            .iter()
-            .filter(|(_, s, _)| s.kind == ServiceKind::Web)
-            .map(|(name, _, _)| (project.to_string(), env.to_string(), name.to_string()))
-            .collect();
-        self.lb
-            .ensure_routes(&web)
-            .await
-            .map_err(PipelineError::Lb)?;
+        self.deliver_and_route(rec, &placed).await?;
         let order: BTreeSet<&str> = placed
             .iter()
             .flat_map(|(_, _, st)| st.droplets.iter().map(String::as_str))
@@ -126,6 +117,22 @@ impl Pipeline<'_> {
                 }
             }
         }
+    }
+
+    /// Delivers the release's images to the droplets that run them and
+    /// makes sure nginx has a route for each of its web services.
+    pub(super) async fn deliver_and_route(
+        &self,
+        rec: &ReleaseRecord,
+        placed: &[(&str, &ServiceSpec, &ServiceState)],
+    ) -> Result<(), PipelineError> {
+        self.deliver(rec, placed).await?;
+        let web: Vec<_> = placed
+            .iter()
+            .filter(|(_, s, _)| s.kind == ServiceKind::Web)
+            .map(|(name, _, _)| (rec.project.clone(), rec.env.clone(), name.to_string()))
+            .collect();
+        self.lb.ensure_routes(&web).await.map_err(PipelineError::Lb)
     }
 
     /// Loads each image where it is missing (save from the builder, load).
