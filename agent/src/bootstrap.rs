@@ -1,9 +1,10 @@
 //! Droplet bootstrap: the cloud-init user-data that carries everything a new
-//! droplet's agent needs (name, cluster id, seeds, bootstrap flag, node
-//! certificate issued by the cluster CA, CA certificate, gossip key), and
+//! droplet's agent needs (name, cluster id, seeds, node certificate issued
+//! by the cluster CA, CA certificate, gossip key), and
 //! the reverse — an agent started by the simulator's process backing
 //! (`INFRA_SIM_*` variables) reads that user-data and builds its
-//! [`AgentConfig`].
+//! [`AgentConfig`]. Nothing in it forms a cluster: a droplet created or
+//! rebuilt with it only ever joins (see `node::formation`).
 //!
 //! The user-data is a `#cloud-config` document whose `write_files` hold the
 //! agent config (`/etc/infra-agent/agent.toml`, which carries the format
@@ -89,8 +90,6 @@ pub struct NodeBootstrap {
     pub cluster_id: String,
     pub role: String,
     pub project: Option<String>,
-    /// The first node bootstraps a one-node cluster; the others join.
-    pub bootstrap: bool,
     /// Gossip addresses (`IP:PORT`) of nodes to join through.
     pub seeds: Vec<String>,
     pub grpc_port: u16,
@@ -115,7 +114,6 @@ impl std::fmt::Debug for NodeBootstrap {
             .field("cluster_id", &self.cluster_id)
             .field("role", &self.role)
             .field("project", &self.project)
-            .field("bootstrap", &self.bootstrap)
             .field("seeds", &self.seeds)
             .field("grpc_port", &self.grpc_port)
             .field("gossip_port", &self.gossip_port)
@@ -142,7 +140,6 @@ pub struct NodeParams {
     pub cluster_id: String,
     pub role: String,
     pub project: Option<String>,
-    pub bootstrap: bool,
     pub seeds: Vec<String>,
     pub grpc_port: u16,
     pub gossip_port: u16,
@@ -162,7 +159,6 @@ impl NodeBootstrap {
             cluster_id: params.cluster_id,
             role: params.role,
             project: params.project,
-            bootstrap: params.bootstrap,
             seeds: params.seeds,
             grpc_port: params.grpc_port,
             gossip_port: params.gossip_port,
@@ -206,7 +202,6 @@ impl NodeBootstrap {
             grpc_listen: format!("0.0.0.0:{}", self.grpc_port),
             gossip_listen: format!("0.0.0.0:{}", self.gossip_port),
             seeds: self.seeds.clone(),
-            bootstrap: self.bootstrap,
             campaign: self.api_token.is_none().then_some(false),
             role: self.role.clone(),
             project: self.project.clone(),
@@ -278,7 +273,6 @@ struct AgentToml {
     grpc_listen: String,
     gossip_listen: String,
     seeds: Vec<String>,
-    bootstrap: bool,
     /// Absent (true) on nodes that hold the API token.
     #[serde(skip_serializing_if = "Option::is_none")]
     campaign: Option<bool>,

@@ -3,14 +3,13 @@ use std::collections::HashMap;
 use super::*;
 use crate::tls::TlsMaterial;
 
-fn params(bootstrap: bool) -> NodeParams {
+fn params(first: bool) -> NodeParams {
     NodeParams {
         node_name: "hostomatic-web1".into(),
         cluster_id: "prod".into(),
         role: "web".into(),
         project: Some("hostomatic".into()),
-        bootstrap,
-        seeds: if bootstrap {
+        seeds: if first {
             vec![]
         } else {
             vec!["127.0.0.2:17401".into()]
@@ -49,7 +48,6 @@ fn user_data_round_trips_into_an_agent_config() {
     assert_eq!(config.cluster_id, "prod");
     assert_eq!(config.role, "web");
     assert_eq!(config.project.as_deref(), Some("hostomatic"));
-    assert!(!config.bootstrap);
     assert_eq!(config.seeds, vec!["127.0.0.2:17401".to_string()]);
     assert_eq!(config.grpc_listen.to_string(), "127.0.0.7:17400");
     assert_eq!(config.grpc_advertise.to_string(), "127.0.0.7:17400");
@@ -84,15 +82,16 @@ fn user_data_round_trips_into_an_agent_config() {
 }
 
 #[test]
-fn bootstrap_node_needs_no_seeds_and_a_rerun_rewrites_the_files() {
+fn first_node_needs_no_seeds_and_a_rerun_rewrites_the_files() {
     crate::tls::install_crypto_provider();
     let ca = Ca::create("prod").unwrap();
     let node = NodeBootstrap::issue(params(true), &ca, &GossipKey::generate()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let env = sim_env(dir.path(), &node.user_data().unwrap());
     let first = config_from_sim_env(&env).unwrap();
-    assert!(first.bootstrap);
     assert!(first.seeds.is_empty());
+    // Nothing in the user-data forms a cluster.
+    assert!(!node.user_data().unwrap().contains("bootstrap"));
     // A restart (power cycle) builds the same config over the existing files.
     assert_eq!(config_from_sim_env(&env).unwrap(), first);
 }

@@ -11,7 +11,7 @@
 //! grpc_advertise = "203.0.113.7:7400"
 //! gossip_listen = "0.0.0.0:7401"
 //! gossip_advertise = "203.0.113.7:7401"
-//! seeds = ["203.0.113.2:7401"]     # or `bootstrap = true` on the first node
+//! seeds = ["203.0.113.2:7401"]     # none on the first node (formed by `Initialize`)
 //! role = "web"
 //! project = "hostomatic"
 //! gossip_interval_ms = 500         # defaults shown
@@ -75,9 +75,10 @@ pub struct AgentConfig {
     pub grpc_advertise: SocketAddr,
     pub gossip_listen: SocketAddr,
     pub gossip_advertise: SocketAddr,
+    /// Gossip addresses to join through. No agent ever forms a cluster by
+    /// itself: the first one waits for `infractl orchestrate`'s
+    /// `Initialize`, every other one joins.
     pub seeds: Vec<String>,
-    /// Bootstrap a new one-node cluster (the first node) instead of joining.
-    pub bootstrap: bool,
     /// Whether this agent may stand for Raft leader. Agents that do not
     /// hold the cloud API token (they could not act as leader) say `false`.
     pub campaign: bool,
@@ -126,7 +127,9 @@ pub struct RawConfig {
     /// Comma-separated gossip addresses of seed nodes.
     #[arg(long, env = "INFRA_AGENT_SEEDS", value_delimiter = ',')]
     pub seeds: Option<Vec<String>>,
-    #[arg(long, env = "INFRA_AGENT_BOOTSTRAP")]
+    /// Ignored (older user-data carried it): a cluster is formed once, by
+    /// the `Initialize` call of the first `infractl orchestrate`.
+    #[arg(long, env = "INFRA_AGENT_BOOTSTRAP", hide = true)]
     pub bootstrap: Option<bool>,
     /// Stand for Raft leader (default true; false on agents without the API token).
     #[arg(long, env = "INFRA_AGENT_CAMPAIGN")]
@@ -322,13 +325,11 @@ impl AgentConfig {
         for seed in &seeds {
             addr(seed, "seeds")?;
         }
-        let bootstrap = raw.bootstrap.unwrap_or(false);
-        if !bootstrap && seeds.is_empty() {
-            return Err(invalid(
-                "seeds",
-                "[]",
-                "a joining node needs at least one seed (or set bootstrap = true for the first node)",
-            ));
+        if raw.bootstrap == Some(true) {
+            tracing::warn!(
+                "`bootstrap = true` is ignored: this agent joins its cluster; a cluster is \
+                 formed once, by the first `infractl orchestrate` (Initialize)"
+            );
         }
         let role = raw.role.unwrap_or_else(|| "web".to_string());
         if !valid_name(&role) {
@@ -367,7 +368,6 @@ impl AgentConfig {
             gossip_listen,
             gossip_advertise,
             seeds,
-            bootstrap,
             campaign: raw.campaign.unwrap_or(true),
             role,
             project: raw.project.filter(|p| !p.is_empty()),

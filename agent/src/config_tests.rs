@@ -33,7 +33,10 @@ fn loads_file_with_defaults() {
         c.gossip_advertise, c.gossip_listen,
         "advertise defaults to listen"
     );
-    assert!(c.bootstrap);
+    assert!(
+        c.seeds.is_empty(),
+        "a first node has no seeds (and `bootstrap` is ignored)"
+    );
     assert_eq!(c.role, "web");
     assert_eq!(c.probe_interval, Duration::from_millis(200));
     assert_eq!(c.suspicion_window, Duration::from_millis(1_500));
@@ -45,14 +48,12 @@ fn overrides_replace_file_values() {
     let f = write(FILE);
     let overrides = RawConfig {
         node_name: Some("web1".into()),
-        bootstrap: Some(false),
         seeds: Some(vec!["127.0.0.2:7401".into()]),
         probe_interval_ms: Some(100),
         ..RawConfig::default()
     };
     let c = AgentConfig::load(Some(f.path()), overrides).unwrap();
     assert_eq!(c.node_name, "web1");
-    assert!(!c.bootstrap);
     assert_eq!(c.seeds, vec!["127.0.0.2:7401".to_string()]);
     assert_eq!(c.probe_interval, Duration::from_millis(100));
     assert_eq!(c.cluster_id, "demo", "untouched fields keep the file value");
@@ -116,7 +117,7 @@ fn bad_values_are_named() {
         ),
         (
             RawConfig {
-                bootstrap: Some(false),
+                seeds: Some(vec!["not-an-address".into()]),
                 ..Default::default()
             },
             "seeds",

@@ -9,12 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use infra_proto::v1::StatusRequest;
 use infra_proto::v1::control_client::ControlClient;
-use tonic::transport::Endpoint;
+use infra_proto::v1::{InitializeRequest, StatusRequest};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::membership::GossipKey;
 use crate::tls::{Ca, TlsMaterial, write_private};
+
+/// The cluster id (and CA name) of a local cluster.
+pub const CLUSTER_ID: &str = "local";
+
+/// How long [`ProcessCluster::initialize`] waits for agent 0.
+pub const INITIALIZE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalClusterError {
@@ -68,7 +74,10 @@ fn free_ports(ip: Ipv4Addr) -> std::io::Result<(u16, u16)> {
 
 impl ProcessCluster {
     /// Writes everything into `dir` and starts `n` agents on 127.0.0.`base`
-    /// upwards; agent 0 bootstraps, the others join through it.
+    /// upwards; the others join through agent 0, which [`initialize`]
+    /// makes the first member.
+    ///
+    /// [`initialize`]: ProcessCluster::initialize
     pub fn start(
         binary: &Path,
         dir: &Path,
@@ -76,7 +85,7 @@ impl ProcessCluster {
         base: u8,
     ) -> Result<ProcessCluster, LocalClusterError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let ca = Ca::create("local")?;
+        let ca = Ca::create(CLUSTER_ID)?;
         ca.write(dir)?;
         let key_file = dir.join("gossip.key");
         write_private(&key_file, GossipKey::generate().to_hex().as_bytes())?;
@@ -89,13 +98,12 @@ impl ProcessCluster {
             let seed = agents.first().map(|a| a.gossip);
             let config = dir.join(format!("{name}.toml"));
             let text = format!(
-                "version = 1\nnode_name = \"{name}\"\ncluster_id = \"local\"\n\
+                "version = 1\nnode_name = \"{name}\"\ncluster_id = \"{CLUSTER_ID}\"\n\
                  data_dir = {data:?}\ngrpc_listen = \"{ip}:{grpc}\"\n\
-                 gossip_listen = \"{ip}:{gossip}\"\nbootstrap = {bootstrap}\n\
+                 gossip_listen = \"{ip}:{gossip}\"\n\
                  seeds = [{seeds}]\nca_cert = {ca:?}\nnode_cert = {cert:?}\n\
                  node_key = {key:?}\ngossip_key_file = {gk:?}\n",
                 data = dir.join(&name).display().to_string(),
-                bootstrap = seed.is_none(),
                 seeds = seed.map(|s| format!("\"{s}\"")).unwrap_or_default(),
                 ca = dir.join("ca.pem").display().to_string(),
                 cert = cert.display().to_string(),
@@ -144,8 +152,12 @@ impl ProcessCluster {
         Ok(())
     }
 
-    /// The status JSON of agent `i` (Control.Status over mTLS).
-    pub async fn status(&self, i: usize) -> Result<serde_json::Value, LocalClusterError> {
+    /// A Control client to agent `i` (mTLS, the operator's certificate).
+    async fn control(
+        &self,
+        i: usize,
+        timeout: Duration,
+    ) -> Result<ControlClient<Channel>, LocalClusterError> {
         let agent = &self.agents[i];
         let err = |reason: String| LocalClusterError::Status {
             node: agent.name.clone(),
@@ -156,11 +168,49 @@ impl ProcessCluster {
             .tls_config(self.client.client_config())
             .map_err(|e| err(e.to_string()))?
             .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(1))
+            .timeout(timeout)
             .connect()
             .await
             .map_err(|e| err(e.to_string()))?;
-        let reply = ControlClient::new(channel)
+        Ok(ControlClient::new(channel))
+    }
+
+    /// Forms the cluster: `Initialize` on agent 0, as the first `infractl
+    /// orchestrate` does, retried until agent 0 answers (at most
+    /// [`INITIALIZE_TIMEOUT`]). The other agents join it on their own.
+    pub async fn initialize(&self) -> Result<(), LocalClusterError> {
+        let start = tokio::time::Instant::now();
+        loop {
+            let attempt = async {
+                let mut client = self.control(0, Duration::from_secs(15)).await?;
+                client
+                    .initialize(InitializeRequest {
+                        cluster_id: CLUSTER_ID.into(),
+                    })
+                    .await
+                    .map_err(|s| LocalClusterError::Status {
+                        node: self.agents[0].name.clone(),
+                        reason: s.message().to_string(),
+                    })
+            };
+            match attempt.await {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() >= INITIALIZE_TIMEOUT => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// The status JSON of agent `i` (Control.Status over mTLS).
+    pub async fn status(&self, i: usize) -> Result<serde_json::Value, LocalClusterError> {
+        let agent = &self.agents[i];
+        let err = |reason: String| LocalClusterError::Status {
+            node: agent.name.clone(),
+            reason,
+        };
+        let reply = self
+            .control(i, Duration::from_secs(1))
+            .await?
             .status(StatusRequest {})
             .await
             .map_err(|s| err(s.message().to_string()))?;

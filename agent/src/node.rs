@@ -6,6 +6,7 @@
 //! stop for crash tests).
 
 mod cluster;
+pub mod formation;
 mod status;
 
 use std::sync::Arc;
@@ -121,6 +122,8 @@ pub struct RunningNode {
     status: Arc<StatusSource>,
     aggregator: Arc<Aggregator>,
     consensus: Consensus,
+    link: ClusterLink,
+    view: watch::Receiver<Arc<MembershipView>>,
 }
 
 /// Runs an agent until `shutdown` is cancelled (then leaves cleanly) or a
@@ -215,19 +218,16 @@ pub async fn start(
     let link = ClusterLink {
         consensus: consensus.clone(),
         channels,
+        cluster_id: config.cluster_id.as_str().into(),
+        campaign: config.campaign,
+        join_notes: Arc::default(),
     };
     // No campaigning until the cluster has admitted this agent (see
     // `cluster::join`): a droplet restored from a snapshot carries an old
-    // log and term, and its elections would only disrupt the leader.
+    // log and term, and its elections would only disrupt the leader. No
+    // agent forms a group on its own either: only `Initialize` does
+    // (`formation`).
     consensus.allow_elections(false);
-    if config.bootstrap && !consensus.is_initialized().await? {
-        if config.campaign {
-            consensus.allow_elections(true);
-        }
-        if consensus.bootstrap().await? {
-            tracing::info!(node = %config.node_name, "bootstrapped a new Raft group");
-        }
-    }
 
     let assignment = match deps.assignment {
         Some(a) => a,
@@ -281,6 +281,7 @@ pub async fn start(
         auth: membership.auth_stats(),
         traffic,
         consensus: consensus.clone(),
+        join_notes: link.join_notes.clone(),
     });
     let engine = deps
         .engine
@@ -292,6 +293,7 @@ pub async fn start(
             node_name: config.node_name.clone(),
             status: status.clone(),
             link: link.clone(),
+            view: view.clone(),
             handler: deps.control.unwrap_or_else(|| Arc::new(Unavailable)),
         }))
         .add_service(ImagesServer::new(ImagesApi {
@@ -352,13 +354,22 @@ pub async fn start(
         config.gossip_interval * 2,
         inner.clone(),
     ));
+    // Without gossip peers, a joining agent asks the agents at its seeds'
+    // addresses (same gRPC port as its own: every droplet uses the same).
+    let fallback: Vec<String> = config
+        .seeds
+        .iter()
+        .filter_map(|s| s.parse::<std::net::SocketAddr>().ok())
+        .map(|a| std::net::SocketAddr::new(a.ip(), config.grpc_advertise.port()).to_string())
+        .collect();
     tasks.spawn(cluster::join(
         link.clone(),
         me,
-        view,
-        config.campaign,
+        view.clone(),
+        fallback,
         inner.clone(),
     ));
+    let link_for_node = link.clone();
     tasks.spawn(cluster::balance(link.clone(), inner.clone()));
     tasks.spawn(cluster::commit_failures(
         link,
@@ -382,6 +393,8 @@ pub async fn start(
         status,
         aggregator,
         consensus,
+        link: link_for_node,
+        view,
     })
 }
 
@@ -410,6 +423,15 @@ impl RunningNode {
     /// This agent's Raft node.
     pub fn consensus(&self) -> &Consensus {
         &self.consensus
+    }
+
+    /// Forms the cluster with this agent as its first member, as the
+    /// `Initialize` call does (tests and local clusters).
+    pub async fn initialize(
+        &self,
+        cluster_id: &str,
+    ) -> Result<formation::Formed, formation::FormError> {
+        formation::initialize(&self.link, &self.view, cluster_id, now_ms()).await
     }
 
     /// Waits for shutdown (clean leave) or zombie detection.
@@ -449,6 +471,14 @@ impl RunningNode {
         self.tasks.shutdown().await;
         self.consensus.stopped().await;
     }
+}
+
+/// Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Gossips this node's health digest whenever it changes.

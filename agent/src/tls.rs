@@ -285,6 +285,12 @@ pub fn cert_is_for_name(cert: &rustls::pki_types::CertificateDer<'_>, name: &str
     rustls::client::verify_server_name(&parsed, &server_name).is_ok()
 }
 
+/// Whether `cert` is a node certificate (valid for the cluster's shared
+/// agent name), as opposed to an operator's client-only certificate.
+pub fn cert_is_node(cert: &rustls::pki_types::CertificateDer<'_>) -> bool {
+    cert_is_for_name(cert, CLUSTER_DNS_NAME)
+}
+
 /// Selects rustls' `ring` provider for this process (tonic's server side
 /// needs a process default when several providers are compiled in).
 /// Idempotent: a provider already installed is kept.

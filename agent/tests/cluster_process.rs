@@ -65,6 +65,7 @@ async fn real_processes_freeze_kill_and_leave() {
     let dir = tempfile::tempdir().unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_infra-agent"));
     let mut cluster = ProcessCluster::start(binary, dir.path(), 4, 80).unwrap();
+    cluster.initialize().await.unwrap();
     let all = [0, 1, 2, 3];
     wait_all(
         &cluster,

@@ -48,6 +48,7 @@ async fn sigkill_of_the_leader_elects_a_new_one_and_the_old_one_rejoins() {
     let dir = tempfile::tempdir().unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_infra-agent"));
     let mut cluster = ProcessCluster::start(binary, dir.path(), 3, 150).unwrap();
+    cluster.initialize().await.unwrap();
 
     let formed = until(&cluster, 0, "a 3-voter group", |s| {
         s["leader"].is_string() && s["voters"].as_array().unwrap().len() == 3

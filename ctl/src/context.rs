@@ -91,6 +91,56 @@ impl Context {
     }
 }
 
+/// The record that this machine formed a cluster (`.infra/formed.json`):
+/// written once, after the first `Initialize` succeeded, and never
+/// overwritten; `orchestrate` refuses to form a cluster again while it
+/// exists (`infractl down` removes it with the local cloud).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FormedRecord {
+    pub version: u32,
+    pub cluster_id: String,
+    /// The agent that formed it (`host:port`).
+    pub endpoint: String,
+    /// RFC 3339.
+    pub formed_at: String,
+}
+
+pub fn formed_path(config_dir: &Path) -> PathBuf {
+    context_dir(config_dir).join("formed.json")
+}
+
+impl FormedRecord {
+    pub fn load(config_dir: &Path) -> anyhow::Result<Option<FormedRecord>> {
+        let path = formed_path(config_dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .with_context(|| format!("{} is not a valid formation record", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Writes the record with `create_new`: an existing one is kept.
+    pub fn save_new(&self, config_dir: &Path) -> anyhow::Result<PathBuf> {
+        use std::io::Write;
+        let path = formed_path(config_dir);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        file.write_all(serde_json::to_string_pretty(self)?.as_bytes())
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+}
+
 /// Adds the agents of a status document (`members[].grpc_addr`, live
 /// ones) to the context's endpoints, so later commands still reach the
 /// cluster when the agent they used is gone. Endpoints that answered stay

@@ -1,7 +1,8 @@
 //! `infractl orchestrate` and `infractl cleanup`: control calls streamed
 //! from the cluster's leader. The first orchestrate (no agent answers)
-//! creates the master droplet with bootstrap user-data, waits until its
-//! agent answers, then sends it the spec.
+//! creates the master droplet, waits until its agent answers, forms the
+//! cluster with it (`Initialize`, recorded in `.infra/formed.json` so that
+//! it happens once), then sends it the spec.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,12 +16,16 @@ use infra_agent::provider::{CloudProvider, CreateDroplets, DoClient, ImageRef, O
 use infra_agent::recovery::SYSTEM_TAG;
 use infra_agent::spec::MASTER;
 use infra_agent::tls::Ca;
-use infra_proto::v1::{ApplySpecRequest, CleanupRequest, Progress, StatusRequest};
+use infra_proto::v1::control_client::ControlClient;
+use infra_proto::v1::{
+    ApplySpecRequest, CleanupRequest, InitializeRequest, Progress, StatusRequest,
+};
 use tokio::time::Instant;
 use tonic::Streaming;
+use tonic::transport::Channel;
 
 use crate::client::{Target, connect, resolve};
-use crate::context::Context;
+use crate::context::{Context, FormedRecord};
 use crate::offline::CLUSTER_ID;
 use crate::output::OutputFormat;
 
@@ -71,8 +76,8 @@ fn notify_bundle(config_dir: &Path) -> Option<NotifyBundle> {
     }
 }
 
-/// Creates the master droplet (exactly once: operation-id tag) with the
-/// bootstrap user-data, and returns its agent's endpoint.
+/// Creates the master droplet (exactly once: operation-id tag) with its
+/// user-data, and returns its agent's endpoint.
 async fn create_master(config_dir: &Path, pki: &Path) -> anyhow::Result<String> {
     let loaded = infra_agent::spec::load_dir(config_dir).map_err(|e| anyhow!("{e}"))?;
     let spec = loaded.spec();
@@ -93,7 +98,6 @@ async fn create_master(config_dir: &Path, pki: &Path) -> anyhow::Result<String> 
             cluster_id: CLUSTER_ID.to_string(),
             role: "master".to_string(),
             project: None,
-            bootstrap: true,
             seeds: Vec::new(),
             grpc_port: DEFAULT_GRPC_PORT,
             gossip_port: DEFAULT_GOSSIP_PORT,
@@ -142,6 +146,46 @@ async fn create_master(config_dir: &Path, pki: &Path) -> anyhow::Result<String> 
     Ok(format!("{ip}:{DEFAULT_GRPC_PORT}"))
 }
 
+/// Forms the cluster with the new master's agent (`Initialize`), once, and
+/// records it in `.infra/formed.json`.
+async fn initialize(
+    client: &mut ControlClient<Channel>,
+    config_dir: &Path,
+    endpoint: &str,
+) -> anyhow::Result<()> {
+    let reply = client
+        .initialize(InitializeRequest {
+            cluster_id: CLUSTER_ID.to_string(),
+        })
+        .await
+        .map_err(|s| {
+            anyhow!(
+                "the master agent at {endpoint} cannot form the cluster: {}",
+                s.message()
+            )
+        })?
+        .into_inner();
+    if reply.formed {
+        println!(
+            "  initialize: cluster {CLUSTER_ID} formed (leader {}, term {})",
+            reply.leader, reply.term
+        );
+    } else {
+        println!(
+            "  initialize: cluster {CLUSTER_ID} exists already (leader {}, term {})",
+            reply.leader, reply.term
+        );
+    }
+    FormedRecord {
+        version: 1,
+        cluster_id: CLUSTER_ID.to_string(),
+        endpoint: endpoint.to_string(),
+        formed_at: chrono::Utc::now().to_rfc3339(),
+    }
+    .save_new(config_dir)?;
+    Ok(())
+}
+
 /// `infractl orchestrate`.
 pub async fn orchestrate(
     config_dir: &Path,
@@ -168,6 +212,18 @@ pub async fn orchestrate(
     let mut client = match existing {
         Some(c) => c,
         None => {
+            if let Some(formed) = FormedRecord::load(config_dir)? {
+                bail!(
+                    "no agent of cluster `{}` answers, and it was formed already ({} at {}, \
+                     recorded in {}): it is never formed twice. Check that its droplets run \
+                     (`infractl status --endpoint IP:{DEFAULT_GRPC_PORT}`); a rebuilt agent \
+                     rejoins on its own",
+                    formed.cluster_id,
+                    formed.endpoint,
+                    formed.formed_at,
+                    crate::context::formed_path(config_dir).display()
+                );
+            }
             let endpoint = create_master(config_dir, &pki).await?;
             if let Some(mut ctx) = context {
                 if !ctx.endpoints.contains(&endpoint) {
@@ -180,7 +236,7 @@ pub async fn orchestrate(
                 pki_dir: pki.clone(),
             };
             let start = Instant::now();
-            loop {
+            let mut client = loop {
                 if let Ok(c) = connect(&target).await {
                     break c;
                 }
@@ -190,7 +246,9 @@ pub async fn orchestrate(
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+            };
+            initialize(&mut client, config_dir, &endpoint).await?;
+            client
         }
     };
     let progress = client

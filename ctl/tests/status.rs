@@ -39,7 +39,6 @@ fn config(pki: &Path, ca: &Ca, name: &str, ip: Ipv4Addr, seed: Option<SocketAddr
         grpc_listen: Some(format!("{ip}:{grpc}")),
         gossip_listen: Some(format!("{ip}:{gossip}")),
         seeds: seed.map(|s| vec![s.to_string()]),
-        bootstrap: Some(seed.is_none()),
         ca_cert: Some(pki.join("ca.pem")),
         node_cert: Some(cert),
         node_key: Some(key),
@@ -94,11 +93,13 @@ async fn status_of_a_three_agent_cluster() {
             Ipv4Addr::new(127, 0, 0, 130 + i),
             seed,
         );
-        nodes.push(
-            start(c.clone(), NodeDeps::default(), shutdown.clone())
-                .await
-                .unwrap(),
-        );
+        let node = start(c.clone(), NodeDeps::default(), shutdown.clone())
+            .await
+            .unwrap();
+        if i == 0 {
+            node.initialize("infra").await.unwrap();
+        }
+        nodes.push(node);
         configs.push(c);
     }
     let endpoint = configs[2].grpc_advertise.to_string();

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use infra_proto::v1::control_server::Control;
 use infra_proto::v1::{
-    AddProjectRequest, ApplySpecRequest, CleanupRequest, DeployRequest, JoinReply, JoinRequest,
-    RecoverRequest, RemoveProjectRequest, RollbackRequest, ScaleRequest, StatusReply,
-    StatusRequest,
+    AddProjectRequest, ApplySpecRequest, CleanupRequest, DeployRequest, InitializeReply,
+    InitializeRequest, JoinReply, JoinRequest, RecoverRequest, RemoveProjectRequest,
+    RollbackRequest, ScaleRequest, StatusReply, StatusRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -18,12 +18,15 @@ use super::error::{ApiError, required};
 use super::forward::{self, ProgressStream, Target, streamed};
 use super::handler::{self as h, ControlHandler};
 use crate::consensus::NodeInfo;
-use crate::node::{ClusterLink, StatusSource};
+use crate::membership::MembershipView;
+use crate::node::{ClusterLink, StatusSource, formation};
 
 pub struct ControlApi {
     pub node_name: String,
     pub status: Arc<StatusSource>,
     pub link: ClusterLink,
+    /// Gossip members (`Initialize` refuses when others of the cluster live).
+    pub view: tokio::sync::watch::Receiver<Arc<MembershipView>>,
     pub handler: Arc<dyn ControlHandler>,
 }
 
@@ -77,6 +80,37 @@ impl Control for ControlApi {
                 }))
             }
         }
+    }
+
+    async fn initialize(
+        &self,
+        request: Request<InitializeRequest>,
+    ) -> Result<Response<InitializeReply>, Status> {
+        // Forming a cluster is an operator's act: a node certificate (any
+        // droplet's agent) may not ask for it.
+        let operator = request
+            .peer_certs()
+            .as_ref()
+            .and_then(|c| c.first())
+            .is_some_and(|c| !crate::tls::cert_is_node(c));
+        if !operator {
+            return Err(ApiError::NotAnOperator("Initialize").into());
+        }
+        let req = request.into_inner();
+        required("cluster_id", &req.cluster_id)?;
+        let formed = formation::initialize(
+            &self.link,
+            &self.view,
+            &req.cluster_id,
+            crate::node::now_ms(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(Response::new(InitializeReply {
+            leader: formed.leader,
+            formed: formed.new,
+            term: formed.term,
+        }))
     }
 
     type ApplySpecStream = ProgressStream;

@@ -6,6 +6,7 @@ use super::handler::ControlError;
 use crate::consensus::ConsensusError;
 use crate::deploy::delivery::DeliveryError;
 use crate::health::ProbeError;
+use crate::node::formation::FormError;
 use crate::quorum::VoteRejection;
 use crate::runtime::RuntimeError;
 
@@ -30,6 +31,10 @@ pub enum ApiError {
     NotTheObserver(String),
     #[error("caller's certificate does not name the joining agent `{0}`")]
     NotTheNode(String),
+    #[error("{0} is for operators: the caller's certificate is a node certificate")]
+    NotAnOperator(&'static str),
+    #[error("cannot form the cluster: {0}")]
+    Form(#[from] FormError),
     #[error("vote rejected: {0:?}")]
     VoteRejected(VoteRejection),
     #[error("agent isolated by fault injection")]
@@ -60,7 +65,17 @@ impl From<ApiError> for Status {
             ApiError::NotAvailableYet(_) => Status::unimplemented(msg),
             ApiError::Probe(_) | ApiError::Isolated => Status::unavailable(msg),
             ApiError::VoteRejected(_) => Status::failed_precondition(msg),
-            ApiError::NotTheObserver(_) | ApiError::NotTheNode(_) => Status::permission_denied(msg),
+            ApiError::NotTheObserver(_) | ApiError::NotTheNode(_) | ApiError::NotAnOperator(_) => {
+                Status::permission_denied(msg)
+            }
+            ApiError::Form(FormError::WrongCluster { .. }) => Status::invalid_argument(msg),
+            ApiError::Form(FormError::OthersLive { .. } | FormError::CannotLead) => {
+                Status::failed_precondition(msg)
+            }
+            ApiError::Form(FormError::Joining | FormError::NoFirstLeader(_)) => {
+                Status::unavailable(msg)
+            }
+            ApiError::Form(FormError::Consensus(_)) => Status::internal(msg),
             ApiError::Serialize(_) => Status::internal(msg),
             ApiError::Control(ControlError::NotAvailable(_)) => Status::unimplemented(msg),
             ApiError::Control(ControlError::Invalid(_)) => Status::invalid_argument(msg),

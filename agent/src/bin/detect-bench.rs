@@ -63,6 +63,7 @@ async fn start(args: &Args, binary: &Path, trial: usize) -> anyhow::Result<Trial
     let dir = std::env::temp_dir().join(format!("detect-bench-{}-{trial}", std::process::id()));
     let guard = DirGuard(dir.clone());
     let cluster = ProcessCluster::start(binary, &dir, args.agents, args.base)?;
+    cluster.initialize().await?;
     let mut clients = Vec::new();
     for a in &cluster.agents {
         let ch = Endpoint::from_shared(format!("https://{}", a.grpc))?

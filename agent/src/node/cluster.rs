@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::formation::{JoinAttempt, JoinNotes, admitted};
 use crate::consensus::{ChannelError, ChannelFactory, Consensus, ConsensusError, NodeId, NodeInfo};
 use crate::fault::FaultSwitch;
 use crate::health::Assignment;
@@ -81,6 +82,12 @@ impl ChannelFactory for MtlsChannels {
 pub struct ClusterLink {
     pub consensus: Consensus,
     pub channels: Arc<MtlsChannels>,
+    /// The cluster this agent belongs to (gossip and `Initialize` check it).
+    pub cluster_id: Arc<str>,
+    /// Whether this agent may stand for leader (it holds the API token).
+    pub campaign: bool,
+    /// The join loop's last attempt, for status.
+    pub join_notes: Arc<JoinNotes>,
 }
 
 /// Where a control call runs.
@@ -193,24 +200,26 @@ fn names(
 
 /// Until the leader has admitted this agent (or this agent leads), asks the
 /// live agents it knows from gossip to admit it (any agent: a follower
-/// forwards to the leader). The local log is not trusted to say "member":
-/// a droplet restored from a snapshot carries an old membership in which it
-/// still appears, while the leader has removed that incarnation. A join of
-/// a current member is a no-op on the leader.
+/// forwards to the leader); with nobody in sight, the members of its own
+/// (restored) Raft log and the seeds' agents (`fallback`). The local log is
+/// not trusted to say "member": a droplet restored from a snapshot carries
+/// an old membership in which it still appears, while the leader has
+/// removed that incarnation. A join of a current member is a no-op on the
+/// leader. An agent never forms a group here (see `formation`).
 ///
-/// Elections (when `campaign`) are allowed once the leader admitted this
-/// agent, when a peer answers that there is no leader (the whole cluster
-/// restarts), or when it is the only voter it knows of and no other agent
-/// shows up in gossip within [`SOLO_GRACE`].
+/// Elections (when the link may campaign) are allowed once the leader
+/// admitted this agent, when a peer answers that there is no leader (the
+/// whole cluster restarts), or when it is the only voter of its log and no
+/// other agent shows up in gossip within [`SOLO_GRACE`].
 pub async fn join(
     link: ClusterLink,
     me: NodeInfo,
     mut view: watch::Receiver<Arc<MembershipView>>,
-    campaign: bool,
+    fallback: Vec<String>,
     shutdown: CancellationToken,
 ) {
     let allow = || {
-        if campaign {
+        if link.campaign {
             link.consensus.allow_elections(true);
         }
     };
@@ -239,22 +248,40 @@ pub async fn join(
             // a one-node cluster restarting.
             allow();
         }
-        let peers: Vec<SocketAddr> = view
+        let mut peers: Vec<String> = view
             .borrow_and_update()
             .members
             .values()
             .filter(|p| p.name != me.name && p.live && p.info.presence == Presence::Up)
-            .map(|p| p.info.grpc_addr)
+            .map(|p| p.info.grpc_addr.to_string())
             .collect();
+        if peers.is_empty() {
+            peers = m
+                .nodes
+                .values()
+                .filter(|n| n.name != me.name)
+                .map(|n| n.addr.clone())
+                .chain(fallback.iter().cloned())
+                .filter(|a| *a != me.addr)
+                .collect();
+            peers.sort();
+            peers.dedup();
+        }
         if !peers.is_empty() {
-            let peer = peers[(attempt as usize) % peers.len()];
+            let peer = peers[(attempt as usize) % peers.len()].clone();
             attempt += 1;
             let req = JoinRequest {
                 version: JOIN_VERSION,
                 name: me.name.clone(),
                 grpc_addr: me.addr.clone(),
             };
-            match link.control_client(&peer.to_string()) {
+            let note = |refusal: Option<String>| {
+                link.join_notes.record(JoinAttempt {
+                    peer: peer.clone(),
+                    refusal,
+                })
+            };
+            match link.control_client(&peer) {
                 Ok(mut client) => {
                     let join = tokio::time::timeout(JOIN_TIMEOUT, client.join(req));
                     // The reply may come late (the leader waits for catch-up,
@@ -290,6 +317,7 @@ pub async fn join(
                         Ok(Ok(reply)) => {
                             let r = reply.into_inner();
                             tracing::info!(leader = %r.leader, voter = r.voter, "joined the Raft group");
+                            note(None);
                             allow();
                             return;
                         }
@@ -297,12 +325,19 @@ pub async fn join(
                             if crate::api::error::is_no_leader(&status) {
                                 allow();
                             }
+                            note(Some(status.message().to_string()));
                             tracing::debug!(%peer, %status, "join refused; retrying")
                         }
-                        Err(_) => tracing::debug!(%peer, "join timed out; retrying"),
+                        Err(_) => {
+                            note(Some(format!("no answer within {JOIN_TIMEOUT:?}")));
+                            tracing::debug!(%peer, "join timed out; retrying")
+                        }
                     }
                 }
-                Err(err) => tracing::warn!(%err, "cannot dial peer to join"),
+                Err(err) => {
+                    note(Some(err.to_string()));
+                    tracing::warn!(%err, "cannot dial peer to join")
+                }
             }
         }
         tokio::select! {
@@ -310,13 +345,6 @@ pub async fn join(
             _ = tokio::time::sleep(JOIN_RETRY) => {}
         }
     }
-}
-
-/// Whether a leader other than this agent replicates to it while counting
-/// it as a member at its current address. (A droplet restored from an old
-/// snapshot starts with no known leader: the current one removed it.)
-fn admitted(m: &crate::consensus::ConsensusMetrics, me: &NodeInfo) -> bool {
-    m.leader.is_some_and(|l| l != m.id) && m.nodes.get(&m.id).is_some_and(|n| n.addr == me.addr)
 }
 
 /// On the leader: keeps the voter set balanced as members come and go

@@ -87,6 +87,11 @@ pub struct NodeStatus {
     pub version: u32,
     pub node: String,
     pub generation: u64,
+    /// Where this agent stands: leader, member, joining (waiting for
+    /// admission) or uninitialized.
+    pub cluster_phase: super::formation::ClusterPhase,
+    /// Why, in a sentence (whom a joining agent asked, and the answer).
+    pub cluster_phase_detail: String,
     /// Name of the Raft leader this node knows of.
     pub leader: Option<String>,
     pub term: u64,
@@ -127,6 +132,7 @@ pub struct StatusSource {
     pub auth: Arc<AuthStats>,
     pub traffic: Arc<Traffic>,
     pub consensus: Consensus,
+    pub join_notes: Arc<super::formation::JoinNotes>,
 }
 
 impl StatusSource {
@@ -138,6 +144,12 @@ impl StatusSource {
         let raft = self.consensus.metrics();
         let state = self.consensus.local_state();
         let name_of = |id: &u64| raft.nodes.get(id).map(|n| n.name.clone());
+        let (cluster_phase, cluster_phase_detail) = super::formation::phase(
+            &raft,
+            self.consensus.info(),
+            super::formation::others_live(&view, &self.node).len(),
+            self.join_notes.last().as_ref(),
+        );
         let voters: Vec<String> = raft.voters.iter().filter_map(name_of).collect();
         let learners: Vec<String> = raft.learners.iter().filter_map(name_of).collect();
         let members = view
@@ -179,6 +191,8 @@ impl StatusSource {
             version: STATUS_VERSION,
             node: self.node.clone(),
             generation: self.generation,
+            cluster_phase,
+            cluster_phase_detail,
             leader: raft.leader.as_ref().and_then(name_of),
             term: raft.term,
             commit_index: raft.last_applied.unwrap_or(0),

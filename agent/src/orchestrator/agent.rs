@@ -199,6 +199,18 @@ pub async fn run_agent(
         ..NodeDeps::default()
     };
     let cluster_id = config.cluster_id.clone();
+    let mut config = config;
+    if config.seeds.is_empty() {
+        // The master's user-data names no seeds (it was created first): a
+        // rebuilt one finds the rest of its cluster through the cloud API.
+        config.seeds = super::discovery::discover_seeds(
+            setup.provider.as_ref(),
+            &config.cluster_id,
+            &config.node_name,
+            config.gossip_advertise.port(),
+        )
+        .await;
+    }
     let node = crate::node::start(config, deps, shutdown.clone()).await?;
     let consensus = node.consensus().clone();
     let _ = runtime.set(NodeRuntime {

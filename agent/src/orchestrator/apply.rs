@@ -348,7 +348,6 @@ async fn create_one(
         cluster_id: id.cluster_id.clone(),
         role: want.role.as_str().to_string(),
         project: want.project.clone(),
-        bootstrap: seeds.is_empty(),
         seeds: seeds.iter().cloned().collect(),
         grpc_port: id.grpc_port,
         gossip_port: id.gossip_port,

@@ -245,7 +245,6 @@ impl Healer {
             cluster_id: id.cluster_id.clone(),
             role: role.as_str().to_string(),
             project: placed.and_then(|d| d.project.clone()),
-            bootstrap: seeds.is_empty(),
             seeds,
             grpc_port: id.grpc_port,
             gossip_port: id.gossip_port,

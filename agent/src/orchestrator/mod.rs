@@ -12,6 +12,7 @@ mod agent;
 mod apply;
 mod balancer;
 mod deploy;
+mod discovery;
 mod handler;
 mod healer;
 mod interrupted;

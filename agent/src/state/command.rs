@@ -102,6 +102,13 @@ impl fmt::Display for FencingToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
+    /// The cluster was formed (`Initialize`): the first entry of its log.
+    FormCluster {
+        cluster_id: String,
+        /// The agent that formed it.
+        by: String,
+        at_ms: u64,
+    },
     /// Replace the placed topology (after an orchestrate/scale).
     SetTopology { topology: Topology, at_ms: u64 },
     /// Create or update a droplet's runtime record.
@@ -228,6 +235,7 @@ impl Command {
     /// Short name of the command, for logs.
     pub fn kind(&self) -> &'static str {
         match self {
+            Command::FormCluster { .. } => "form_cluster",
             Command::SetTopology { .. } => "set_topology",
             Command::UpsertDroplet { .. } => "upsert_droplet",
             Command::RemoveDroplet { .. } => "remove_droplet",

@@ -63,6 +63,17 @@ pub struct ClusterState {
     /// The latest deploy per `<project>/<environment>` (started, finished).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deploys: BTreeMap<String, DeployRun>,
+    /// When and by whom the cluster was formed (`Initialize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formed: Option<Formation>,
+}
+
+/// The formation of the cluster, recorded once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Formation {
+    pub cluster_id: String,
+    pub by: String,
+    pub at_ms: u64,
 }
 
 /// A deploy or rollback as the leaders recorded it.
@@ -96,6 +107,7 @@ impl Default for ClusterState {
             secrets: BTreeMap::new(),
             load_balancer: None,
             deploys: BTreeMap::new(),
+            formed: None,
         }
     }
 }
@@ -239,6 +251,29 @@ impl ClusterState {
             index: log_index,
         };
         match &envelope.command {
+            Command::FormCluster {
+                cluster_id,
+                by,
+                at_ms,
+            } => {
+                if let Some(formed) = &self.formed {
+                    return rejected(format!(
+                        "cluster {} was formed already (by {} at {})",
+                        formed.cluster_id, formed.by, formed.at_ms
+                    ));
+                }
+                self.formed = Some(Formation {
+                    cluster_id: cluster_id.clone(),
+                    by: by.clone(),
+                    at_ms: *at_ms,
+                });
+                self.event(
+                    log_index,
+                    *at_ms,
+                    format!("cluster {cluster_id} formed by {by}"),
+                );
+                Response::Applied
+            }
             Command::SetTopology { topology, at_ms } => {
                 if &self.topology == topology {
                     return Response::Unchanged;

@@ -65,7 +65,8 @@ pub struct Cluster {
     pub nodes: Vec<TestNode>,
 }
 
-/// A config for node `name` on `ip`, seeded by `seed` (None: bootstrap).
+/// A config for node `name` on `ip`, seeded by `seed` (None: the first
+/// node, which [`TestNode::start_with`] initializes).
 pub fn node_config(pki: &Pki, name: &str, ip: Ipv4Addr, seed: Option<SocketAddr>) -> AgentConfig {
     let ipaddr = IpAddr::V4(ip);
     let (grpc, gossip) = free_ports(ipaddr);
@@ -80,7 +81,6 @@ pub fn node_config(pki: &Pki, name: &str, ip: Ipv4Addr, seed: Option<SocketAddr>
         grpc_listen: Some(format!("{ip}:{grpc}")),
         gossip_listen: Some(format!("{ip}:{gossip}")),
         seeds: seed.map(|s| vec![s.to_string()]),
-        bootstrap: Some(seed.is_none()),
         gossip_interval_ms: Some(200),
         ca_cert: Some(dir.join("ca.pem")),
         node_cert: Some(cert),
@@ -156,6 +156,12 @@ impl TestNode {
         let fault = deps.fault.clone();
         let shutdown = CancellationToken::new();
         let node = start(config.clone(), deps, shutdown.clone()).await.unwrap();
+        // A node without seeds is the first one: the harness forms the
+        // cluster with it, as `infractl orchestrate` does (a restarted one
+        // keeps its Raft state and is not initialized again).
+        if config.seeds.is_empty() && !node.consensus().is_initialized().await.unwrap() {
+            node.initialize(&config.cluster_id).await.unwrap();
+        }
         TestNode {
             config,
             fault,

@@ -1,6 +1,7 @@
 //! A local cloud of real `infra-agent` processes behind infra-sim (instant
 //! profile): the CA and a client certificate, the master droplet created
-//! with bootstrap user-data, and a control client to its agent; plus the
+//! with its user-data and initialized (`Initialize`, as the first `infractl
+//! orchestrate` does), and a control client to its agent; plus the
 //! ApplySpec and Status calls the tests and the heal benchmark make.
 //! Shared by `tests/orchestrate_sim.rs` and `benches/heal.rs`.
 
@@ -18,8 +19,8 @@ use infra_agent::provider::{
 };
 use infra_agent::recovery::SYSTEM_TAG;
 use infra_agent::tls::{Ca, TlsMaterial};
-use infra_proto::v1::ApplySpecRequest;
 use infra_proto::v1::control_client::ControlClient;
+use infra_proto::v1::{ApplySpecRequest, InitializeRequest};
 use infra_sim::{Backing, ProcessBacking, Profile, Sim, SimConfig, SimHandle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -112,7 +113,6 @@ impl ProcessCloud {
                 cluster_id: CLUSTER.into(),
                 role: "master".into(),
                 project: None,
-                bootstrap: true,
                 seeds: vec![],
                 grpc_port,
                 gossip_port: grpc_port + 1,
@@ -167,6 +167,16 @@ impl ProcessCloud {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        // infractl orchestrate's next act: form the cluster, once.
+        let mut client = client;
+        let formed = client
+            .initialize(InitializeRequest {
+                cluster_id: CLUSTER.into(),
+            })
+            .await
+            .expect("the master forms the cluster")
+            .into_inner();
+        assert!(formed.formed, "a new master forms a new cluster");
         ProcessCloud {
             sim: Some(sim),
             provider,

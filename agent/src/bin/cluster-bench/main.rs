@@ -97,6 +97,7 @@ impl Bench {
         let dir = std::env::temp_dir().join(format!("cluster-bench-{}-{run}", std::process::id()));
         let guard = DirGuard(dir.clone());
         let cluster = ProcessCluster::start(binary, &dir, args.agents, args.base)?;
+        cluster.initialize().await?;
         let mut clients = Vec::new();
         for a in &cluster.agents {
             let ch = Endpoint::from_shared(format!("https://{}", a.grpc))?
@@ -563,7 +564,6 @@ async fn lossy_soak(args: &Args) -> anyhow::Result<()> {
             grpc_listen: Some(format!("{ip}:{tcp}")),
             gossip_listen: Some(format!("{ip}:{udp}")),
             seeds: seed.map(|s: std::net::SocketAddr| vec![s.to_string()]),
-            bootstrap: Some(seed.is_none()),
             ca_cert: Some(dir.join("ca.pem")),
             node_cert: Some(cert),
             node_key: Some(key),
@@ -571,13 +571,19 @@ async fn lossy_soak(args: &Args) -> anyhow::Result<()> {
             ..RawConfig::default()
         })?;
         std::fs::create_dir_all(&config.data_dir)?;
+        let first = seed.is_none();
         seed.get_or_insert(config.gossip_advertise);
         let fault = FaultSwitch::default();
         let deps = NodeDeps {
             fault: fault.clone(),
             ..NodeDeps::default()
         };
-        nodes.push(start(config, deps, shutdown.clone()).await?);
+        let cluster_id = config.cluster_id.clone();
+        let node = start(config, deps, shutdown.clone()).await?;
+        if first {
+            node.initialize(&cluster_id).await?;
+        }
+        nodes.push(node);
         faults.push(fault);
     }
     // Settle without loss, then turn it on everywhere.
